@@ -1,0 +1,200 @@
+"""The ``vidda`` command: ``vidda SUBCOMMAND --help`` describes each subcommand.
+
+Errors caused by the user's input (``vidda.errors.UserError``) print one line and exit with
+status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vidda import __version__
+from vidda.errors import UserError
+
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # KEY=VALUE overrides may come before or after flags; anything else is an error.
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except UserError as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"vidda: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vidda: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's parser must not reset a --debug given before the subcommand.
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show input-error tracebacks",
+    )
+    parser = argparse.ArgumentParser(
+        prog="vidda",
+        description="Unsupervised domain adaptation of semantic segmentation using video.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"vidda {__version__}")
+    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+
+    _add_demo(sub, common)
+    _add_data(sub, common)
+    _add_train(sub, common)
+    for name, text in (
+        ("eval", "evaluate a checkpoint on a benchmark (both mIoU protocols)"),
+        ("infer", "segment your own video or frame folder"),
+        ("flow", "compute optical flow for a dataset"),
+        ("table", "results table from finished runs"),
+        ("weights", "convert official checkpoints into vidda checkpoints"),
+    ):
+        p = sub.add_parser(name, help=text, description=text, parents=[common])
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(handler=_not_available(name))
+    return parser
+
+
+def _not_available(name: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"vidda: '{name}' is not available yet in vidda {__version__}", file=sys.stderr)
+        return EXIT_USAGE
+
+    return handler
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the embedded synthetic benchmark end to end on the CPU",
+        description="Generate the synthetic video domain-shift benchmark (cached) and show it.",
+    )
+    p.add_argument("--out", type=Path, default=Path("vidda_demo"), help="output folder")
+    p.add_argument("--data", type=Path, default=None, help="synthetic data folder (default: cache)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shift", type=float, default=1.0, help="domain shift strength, 0..1+")
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from vidda.demo import run_demo
+
+    run_demo(out_dir=args.out, data_dir=args.data, seed=args.seed, shift=args.shift)
+    return 0
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _add_data(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("data", parents=[common], help="prepare, convert and check datasets")
+    data_sub = p.add_subparsers(title="data commands", metavar="COMMAND")
+    synth = data_sub.add_parser(
+        "synth",
+        parents=[common],
+        help="write the synthetic video domain-shift benchmark",
+        description="Render the synthetic source/target driving video with labels and flow.",
+    )
+    synth.add_argument("out", type=Path, help="output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--shift", type=float, default=1.0, help="domain shift strength")
+    synth.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None)
+    synth.add_argument("--clips", type=int, nargs=2, metavar=("TRAIN", "VAL"), default=None)
+    synth.add_argument("--frames", type=int, default=None, help="frames per clip")
+    synth.add_argument("--overwrite", action="store_true")
+    synth.set_defaults(handler=_run_synth)
+    for name in ("check", "convert", "build-bddvid"):
+        q = data_sub.add_parser(name, parents=[common], help=f"{name} (not available yet)")
+        q.add_argument("args", nargs=argparse.REMAINDER)
+        q.set_defaults(handler=_not_available(f"data {name}"))
+    p.set_defaults(handler=lambda a: (p.print_help(), EXIT_USAGE)[1])
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from vidda.data.datasets.synthetic import SynthConfig, generate
+
+    cfg = SynthConfig(shift=args.shift)
+    if args.size:
+        cfg.width, cfg.height = args.size
+    if args.clips:
+        cfg.clips = {"train": args.clips[0], "val": args.clips[1]}
+    if args.frames:
+        cfg.frames_per_clip = args.frames
+    out = generate(args.out, seed=args.seed, cfg=cfg, overwrite=args.overwrite)
+    print(f"synthetic benchmark written to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model from a config",
+        description="Train from CONFIG; extra KEY=VALUE arguments override config keys.",
+    )
+    p.add_argument("config", type=Path)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-4")
+    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--iters", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--deterministic", action="store_true", default=None)
+    p.add_argument("--dry-run", action="store_true", help="validate the config, then stop")
+    p.set_defaults(handler=_run_train)
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """The dotted overrides a ``vidda train`` call asks for: its flags, then its KEY=VALUE items."""
+    flags = {
+        "workdir": args.workdir,
+        "schedule.iters": args.iters,
+        "train.eval_every": args.eval_every,
+        "train.checkpoint_every": args.checkpoint_every,
+        "seed": args.seed,
+        "deterministic": args.deterministic,
+    }
+    return [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from vidda.config import load_config, to_yaml
+
+    cfg = load_config(args.config, train_overrides(args))
+    if args.dry_run:
+        print(to_yaml(cfg), end="")
+        print(f"vidda: config {args.config} is valid", file=sys.stderr)
+        return 0
+    return _not_available("train")(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

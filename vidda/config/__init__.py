@@ -1,0 +1,6 @@
+"""Typed experiment configs: YAML with ``_base_`` inheritance, checked by a dataclass schema."""
+
+from vidda.config.load import ConfigError, load_config, merge_overrides, save_config, to_yaml
+from vidda.config.schema import Config
+
+__all__ = ["Config", "ConfigError", "load_config", "merge_overrides", "save_config", "to_yaml"]

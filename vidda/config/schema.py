@@ -1,0 +1,121 @@
+"""The config schema: every key a vidda config may hold, with its type and default.
+
+A YAML file only states what differs from these defaults. Keys not declared here are errors
+(``vidda.config.load`` names the key, its file and the closest valid keys), so a typo can never
+silently fall back to a default. Fields typed ``dict[str, Any]`` are free-form (method- or
+model-specific keyword arguments) and are not checked key by key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset split as the loaders read it (see ``docs/datasets.md``)."""
+
+    type: str = "synthetic"  # synthetic | cityscapes-seq | viper-seq | synthia-seq | bddvid
+    root: str = ""
+    split: str = "train"
+    domain: str = ""  # synthetic only: source | target
+    offsets: list[int] = field(default_factory=lambda: [-2, -1, 0])
+    flow_roots: list[str | None] = field(default_factory=list)  # one per offset; None = no flow
+    resize: list[int] = field(default_factory=list)  # [W, H] keep-ratio target size; [] = native
+    crop_size: list[int] = field(default_factory=list)  # [H, W]; [] = no crop
+    cat_max_ratio: float = 1.0
+    flip: bool = True
+
+
+@dataclass
+class DataConfig:
+    source: DatasetConfig = field(default_factory=DatasetConfig)
+    target: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig = field(default_factory=DatasetConfig)
+    batch_size: int = 2  # per process (per GPU); the global batch is batch_size × world size
+    num_workers: int = 4
+    rcs: dict[str, Any] = field(default_factory=dict)  # rare-class sampling; {} = off
+
+
+@dataclass
+class ModelConfig:
+    segmentor: str = "encoder_decoder"  # encoder_decoder | hrda | accel
+    backbone: str = "mit_b5"
+    head: str = "daformer"
+    num_classes: int = 19
+    pretrained: str | None = None  # path to an ImageNet backbone file the user supplies
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
+    segmentor_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    """The UDA method: a name plus the small composable techniques it switches on."""
+
+    name: str = "source_only"  # source_only | target_only | dacs (+ fd / mic / video parts)
+    ema_alpha: float = 0.999
+    pseudo_threshold: float = 0.968
+    techniques: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    type: str = "adamw"
+    lr: float = 6e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.01
+    head_lr_mult: float = 10.0
+
+
+@dataclass
+class ScheduleConfig:
+    iters: int = 40000
+    warmup_iters: int = 1500
+    warmup_ratio: float = 1e-6
+    power: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    eval_every: int = 4000
+    checkpoint_every: int = 4000
+    log_every: int = 50
+    amp: str = "off"  # off | bf16 | fp16
+
+
+@dataclass
+class EvalConfig:
+    classes: str = "all"  # all | viper | synthia_seq: the benchmark's class subset
+    protocols: list[str] = field(default_factory=lambda: ["standard", "uvda"])
+    mode: str = "whole"  # whole | slide
+    crop_size: list[int] = field(default_factory=list)  # sliding-window size [H, W]
+    stride: list[int] = field(default_factory=list)
+
+
+@dataclass
+class CompatConfig:
+    """Switches that restore a quirk of the original code that changes reported numbers.
+
+    Every switch defaults to the corrected behaviour and is documented in ``docs/compat.md``.
+    Switches are added here together with the code they control.
+    """
+
+
+@dataclass
+class Config:
+    """A whole experiment; ``compat`` holds the switches that restore the original's quirks."""
+
+    name: str = ""
+    seed: int = 0
+    deterministic: bool = False
+    workdir: str = "work_dirs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    compat: CompatConfig = field(default_factory=CompatConfig)
