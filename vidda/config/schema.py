@@ -14,18 +14,41 @@ from typing import Any
 
 @dataclass
 class DatasetConfig:
-    """One dataset split as the loaders read it (see ``docs/datasets.md``)."""
+    """One split of one dataset and its input pipeline (see ``docs/datasets.md``).
+
+    Offsets are canonical (…, -2, -1, 0 = the labelled frame); a dataset whose videos are sampled
+    more densely multiplies them by its frame step (BDDVid: 2, so -1 reads the frame 2 back).
+    """
 
     type: str = "synthetic"  # synthetic | cityscapes-seq | viper-seq | synthia-seq | bddvid
     root: str = ""
     split: str = "train"
+    split_file: str = ""  # "" = the dataset's own split file, else every label found
     domain: str = ""  # synthetic only: source | target
     offsets: list[int] = field(default_factory=lambda: [-2, -1, 0])
-    flow_roots: list[str | None] = field(default_factory=list)  # one per offset; None = no flow
-    resize: list[int] = field(default_factory=list)  # [W, H] keep-ratio target size; [] = native
+    frame_step: int = 0  # 0 = the dataset's own
+    flow_offsets: list[int] = field(default_factory=lambda: [-1, 0])  # frames whose flow is read
+    flow_root: str = ""  # one folder for every offset; "" = the dataset's or `vidda flow compute`'s
+    flow_roots: list[str | None] = field(default_factory=list)  # per offset; overrides flow_root
+    resize: list[int] = field(default_factory=list)  # [W, H] keep-ratio target; [] = native
+    ratio_range: list[float] = field(default_factory=list)  # [lo, hi] random extra scale
     crop_size: list[int] = field(default_factory=list)  # [H, W]; [] = no crop
     cat_max_ratio: float = 1.0
-    flip: bool = True
+    flip: bool = False  # random horizontal flip (p = 0.5), training only
+    photometric: bool = False  # colour jitter in the loader (same draw for all frames)
+    pl_margins: list[int] = field(default_factory=list)  # [top, bottom, left, right] native px
+    on_missing: str = "error"  # error | drop: what to do with entries that miss files
+
+
+@dataclass
+class RCSConfig:
+    """Rare-class sampling of source clips (DAFormer); statistics from ``vidda data convert``."""
+
+    enabled: bool = False
+    class_temp: float = 0.01
+    min_pixels: int = 3000
+    min_crop_ratio: float = 2.0
+    stats_file: str = ""  # "" = <source root>/sample_class_stats.json
 
 
 @dataclass
@@ -35,7 +58,7 @@ class DataConfig:
     val: DatasetConfig = field(default_factory=DatasetConfig)
     batch_size: int = 2  # per process (per GPU); the global batch is batch_size × world size
     num_workers: int = 4
-    rcs: dict[str, Any] = field(default_factory=dict)  # rare-class sampling; {} = off
+    rcs: RCSConfig = field(default_factory=RCSConfig)
 
 
 @dataclass
@@ -101,6 +124,8 @@ class CompatConfig:
     Every switch defaults to the corrected behaviour and is documented in ``docs/compat.md``.
     Switches are added here together with the code they control.
     """
+
+    flow_not_rescaled: bool = False  # resizing a clip leaves flow vectors unscaled (original)
 
 
 @dataclass
