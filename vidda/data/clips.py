@@ -74,6 +74,27 @@ def build_index(
         )
     if on_missing not in ("error", "drop"):
         raise DatasetError(f"on_missing must be 'error' or 'drop', got {on_missing!r}")
+    entries, missing, total = scan_index(layout, offsets, flow_roots, with_labels)
+    bad = total - len(entries)
+    if bad:
+        summary = missing_summary(missing)
+        where = f"{layout.dataset} '{layout.split}' ({layout.root})"
+        if on_missing == "error" or not entries:
+            raise DatasetError(f"{where}: {bad} of {total} entries are incomplete: {summary}")
+        log.warning("%s: dropped %d of %d incomplete entries: %s", where, bad, total, summary)
+    return entries
+
+
+def scan_index(
+    layout: SequenceLayout,
+    offsets: Sequence[int],
+    flow_roots: Sequence[Path | None],
+    with_labels: bool = True,
+) -> tuple[list[ClipEntry], dict[str, list[str]], int]:
+    """The complete entries, the missing files by kind (frame, label, flow, entry) and the count.
+
+    Like ``build_index`` but reports instead of raising (what ``vidda data check`` needs).
+    """
     layout.check_offsets(list(offsets))
     names = layout.entries()
     entries: list[ClipEntry] = []
@@ -84,14 +105,7 @@ def build_index(
             missing[kind].append(what)
         if entry is not None and not problems:
             entries.append(entry)
-    bad = len(names) - len(entries)
-    if bad:
-        summary = _missing_summary(missing)
-        where = f"{layout.dataset} '{layout.split}' ({layout.root})"
-        if on_missing == "error" or not entries:
-            raise DatasetError(f"{where}: {bad} of {len(names)} entries are incomplete: {summary}")
-        log.warning("%s: dropped %d of %d incomplete entries: %s", where, bad, len(names), summary)
-    return entries
+    return entries, missing, len(names)
 
 
 def _entry(
@@ -118,7 +132,7 @@ def _entry(
     return ClipEntry(name, frames, label, flows), problems
 
 
-def _missing_summary(missing: dict[str, list[str]]) -> str:
+def missing_summary(missing: dict[str, list[str]]) -> str:
     parts = []
     for kind, items in missing.items():
         if items:
