@@ -134,3 +134,27 @@ def test_test_transform_is_deterministic_and_rejects_crops():
     assert torch.equal(a["frames"], b["frames"]) and not a["flip"]
     with pytest.raises(ValueError, match="rng"):
         ClipTransform(crop_size=(8, 8))(clip)
+
+
+@pytest.mark.parametrize("scale", [4 / 3, 0.5, 2.0])
+def test_fused_resize_and_crop_equals_resize_then_crop(scale: float):
+    """Only the crop is resampled; it must match OpenCV resizing the whole frame, then cutting."""
+    import cv2
+
+    from vidda.data.transforms import _Region, round_size
+
+    rng = np.random.default_rng(0)
+    h, w = 54, 96
+    image = cv2.resize(rng.integers(0, 256, (7, 12, 3), dtype=np.uint8), (w, h))
+    flow = cv2.resize(rng.normal(0, 3, (7, 12, 2)).astype(np.float32), (w, h))
+    mask = rng.random((h, w)) > 0.5
+    dst = (round_size(h, scale), round_size(w, scale))
+    box = (5, 9, 20, 30)
+    region = _Region((h, w), dst, box)
+    y, x, bh, bw = box
+    full = cv2.resize(image, dst[::-1], interpolation=cv2.INTER_LINEAR)[y : y + bh, x : x + bw]
+    assert np.abs(region.linear(image).astype(int) - full.astype(int)).max() <= 2
+    full_flow = cv2.resize(flow, dst[::-1], interpolation=cv2.INTER_LINEAR)[y : y + bh, x : x + bw]
+    assert np.abs(region.linear(flow) - full_flow).max() < 0.05
+    nearest = cv2.resize(mask.astype(np.uint8), dst[::-1], interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(region.nearest(mask), nearest[y : y + bh, x : x + bw] > 0)

@@ -19,6 +19,7 @@ from vidda.errors import UserError
 class UsageError(UserError):
     """Arguments that do not fit together."""
 
+
 EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
@@ -68,10 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub, common)
     _add_data(sub, common)
     _add_train(sub, common)
+    _add_flow(sub, common)
     for name, text in (
         ("eval", "evaluate a checkpoint on a benchmark (both mIoU protocols)"),
         ("infer", "segment your own video or frame folder"),
-        ("flow", "compute optical flow for a dataset"),
         ("table", "results table from finished runs"),
         ("weights", "convert official checkpoints into vidda checkpoints"),
     ):
@@ -166,9 +167,25 @@ def _add_data(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     bdd.add_argument("--overwrite", action="store_true")
     bdd.set_defaults(handler=_run_build_bddvid)
 
-    conv = data_sub.add_parser("convert", parents=[common], help="convert labels (coming)")
-    conv.add_argument("args", nargs=argparse.REMAINDER)
-    conv.set_defaults(handler=_not_available("data convert"))
+    conv = data_sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert labels to Cityscapes trainIds and write class statistics",
+        description="VIPER / SYNTHIA-Seq labels and Cityscapes labelIds → *_labelTrainIds PNGs; "
+        "BDD masks are validated. Writes the rare-class-sampling statistics for sources.",
+    )
+    conv.add_argument("kind", choices=("viper", "synthia-seq", "cityscapes", "bdd"))
+    conv.add_argument("root", type=Path)
+    conv.add_argument("--split", type=Path, action="append", default=None,
+                      help="split file(s); default: the dataset's own")  # fmt: skip
+    conv.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    conv.add_argument(
+        "--no-van-as-train", action="store_true", help="VIPER: map van to ignore (paper: train)"
+    )
+    conv.add_argument("--stats", action=argparse.BooleanOptionalAction, default=None,
+                      help="write class statistics (default: for the source datasets)")  # fmt: skip
+    conv.add_argument("--overwrite", action="store_true")
+    conv.set_defaults(handler=_run_convert)
     p.set_defaults(handler=lambda a: (p.print_help(), EXIT_USAGE)[1])
 
 
@@ -206,6 +223,22 @@ def _run_check(args: argparse.Namespace) -> int:
     return 1 if bad or not reports else 0
 
 
+def _run_convert(args: argparse.Namespace) -> int:
+    from vidda.data.convert import convert_dataset
+
+    report = convert_dataset(
+        args.kind,
+        args.root,
+        workers=args.workers,
+        split_files=args.split,
+        viper_van_as_train=not args.no_van_as_train,
+        overwrite=args.overwrite,
+        stats=args.stats,
+    )
+    print(report.summary())
+    return 0
+
+
 def _run_build_bddvid(args: argparse.Namespace) -> int:
     from vidda.data.bddvid_build import build_bddvid
 
@@ -220,6 +253,63 @@ def _run_build_bddvid(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     return 0 if report.ok else 1
+
+
+# --------------------------------------------------------------------------- flow
+
+
+def _add_flow(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("flow", parents=[common], help="optical flow tools")
+    flow_sub = p.add_subparsers(title="flow commands", metavar="COMMAND")
+    comp = flow_sub.add_parser(
+        "compute",
+        parents=[common],
+        help="compute the backward flows a config (or a dataset) reads",
+        description="Compute every backward flow the datasets of CONFIG read (or, with --dataset "
+        "NAME, those of the dataset at ROOT), into the folders the loaders read. Resumable.",
+    )
+    comp.add_argument("target", type=Path, metavar="CONFIG_OR_ROOT")
+    comp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    comp.add_argument("--dataset", help="dataset type when CONFIG_OR_ROOT is a dataset root")
+    comp.add_argument("--split", action="append", default=[], help="splits with --dataset")
+    comp.add_argument("--method", choices=("dis", "raft"), default="dis")
+    comp.add_argument("--preset", choices=("ultrafast", "fast", "medium"), default="medium")
+    comp.add_argument("--fb-check", action="store_true", help="forward-backward validity check")
+    comp.add_argument("--raft-weights", type=Path, help="RAFT weights file (with --method raft)")
+    comp.add_argument("--device", default="cpu", help="RAFT device")
+    comp.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    comp.add_argument("--overwrite", action="store_true")
+    comp.set_defaults(handler=_run_flow_compute)
+    p.set_defaults(handler=lambda a: (p.print_help(), EXIT_USAGE)[1])
+
+
+def _run_flow_compute(args: argparse.Namespace) -> int:
+    from vidda.config import load_config
+    from vidda.data.check import dataset_configs
+    from vidda.flow.compute import compute_flows
+    from vidda.flow.jobs import flow_jobs
+
+    if args.dataset:
+        found = dataset_configs(args.dataset, str(args.target), args.split, flows=True)
+        cfgs = [(f"{args.dataset} {c.split} {c.domain}".strip(), c) for c in found]
+    elif args.target.is_file():
+        cfg = load_config(args.target, args.overrides)
+        cfgs = [(f"data.{k}", getattr(cfg.data, k)) for k in ("source", "target", "val")]
+        cfgs = [(k, c) for k, c in cfgs if c.root]
+    else:
+        raise UsageError(f"{args.target} is not a config file; for a dataset root add --dataset")
+    jobs = [job for key, c in cfgs for job in flow_jobs(c, key)]
+    jobs = list({job.out: job for job in jobs}.values())
+    if args.method == "raft":
+        if args.raft_weights is None:
+            raise UsageError("--method raft needs --raft-weights FILE")
+        spec = {"method": "raft", "weights_path": args.raft_weights, "device": args.device}
+    else:
+        spec = {"method": "dis", "preset": args.preset, "fb_check": args.fb_check}
+    print(f"{len(jobs)} flows to compute or verify")
+    report = compute_flows(jobs, spec, workers=args.workers, overwrite=args.overwrite)
+    print(report.summary())
+    return 0
 
 
 # --------------------------------------------------------------------------- train

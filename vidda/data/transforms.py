@@ -55,22 +55,37 @@ class ClipTransform:
             name str; orig_size int64 [2] (native H, W); flip bool.
         """
         h0, w0 = clip.frames[-1].shape[:2]
-        arrays = _Arrays.from_clip(clip, self.pl_margins)
         scale = self._draw_scale(h0, w0, rng)
-        if scale != 1.0:
-            arrays = arrays.resize(round_size(w0, scale), round_size(h0, scale), self.scale_flow)
+        size = (round_size(h0, scale), round_size(w0, scale)) if scale != 1.0 else (h0, w0)
+        label = clip.label if clip.label is not None else np.full((h0, w0), IGNORE_INDEX, np.uint8)
+        if size != (h0, w0):  # the whole label: the crop rule looks at it
+            label = cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST)
+        box = (0, 0, *size)
         if self.crop_size is not None:
             if rng is None:
                 raise ValueError("a random crop needs an rng; test transforms take no crop_size")
-            arrays = arrays.crop(*self._draw_crop(arrays.label, rng)).pad(*self.crop_size)
+            box = self._draw_crop(label, rng)
+        # Frames, flows and masks are resampled only inside the crop: resize-then-crop in one go.
+        region = _Region((h0, w0), size, box)
+        sample = {
+            "frames": [region.linear(f) for f in clip.frames],
+            "label": _cut(label, box),
+            "pl_valid": region.nearest(_margin_mask(h0, w0, self.pl_margins)),
+            "flows": [
+                None if f is None else region.flow(f, ok, self.scale_flow)
+                for f, ok in zip(clip.flows, clip.flow_valid, strict=True)
+            ],
+        }
+        if self.crop_size is not None:
+            sample = _pad(sample, self.crop_size)
+        if self.photometric and rng is not None:
+            sample["frames"] = photometric_jitter(sample["frames"], rng)
+        out = _to_tensors(sample)
         flip = rng is not None and self.flip_prob > 0 and rng.random() < self.flip_prob
         if flip:
-            arrays = arrays.flip()
-        if self.photometric and rng is not None:
-            arrays.frames = photometric_jitter(arrays.frames, rng)
-        sample = arrays.to_tensors()
-        sample.update(name=clip.name, orig_size=torch.tensor([h0, w0]), flip=flip)
-        return sample
+            out = _flip(out)
+        out.update(name=clip.name, orig_size=torch.tensor([h0, w0]), flip=flip)
+        return out
 
     def _draw_scale(self, h: int, w: int, rng: np.random.Generator | None) -> float:
         scale = 1.0
@@ -112,119 +127,130 @@ def _random_box(
     return y, x, ch, cw
 
 
-@dataclass
-class _Arrays:
-    """The numpy arrays of a clip while it is being transformed (see ``RawClip``)."""
+class _Region:
+    """Resample the crop ``box`` of a frame resized from ``src`` (H, W) to ``dst`` (H, W).
 
-    frames: list[np.ndarray]
-    label: np.ndarray
-    pl_valid: np.ndarray
-    flows: list[np.ndarray | None]
-    flow_valid: list[np.ndarray | None]
+    Equivalent to resizing the whole frame, then cropping (OpenCV's pixel-centre mapping
+    x_src = (x_dst + 0.5)·w/W − 0.5 for bilinear, x_src = ⌊x_dst·w/W⌋ for nearest), but only the
+    crop's pixels are computed.
+    """
 
-    @classmethod
-    def from_clip(cls, clip: RawClip, margins: tuple[int, int, int, int] | None) -> _Arrays:
-        h, w = clip.frames[-1].shape[:2]
-        label = clip.label if clip.label is not None else np.full((h, w), IGNORE_INDEX, np.uint8)
-        pl_valid = np.ones((h, w), bool)
-        if margins is not None:  # applied at native size, before any resize or crop
-            top, bottom, left, right = margins
-            pl_valid[:top] = False
-            pl_valid[h - bottom :] = False
-            pl_valid[:, :left] = False
-            pl_valid[:, w - right :] = False
-        return cls(list(clip.frames), label, pl_valid, list(clip.flows), list(clip.flow_valid))
-
-    def _map(self, image_fn, mask_fn, flow_fn) -> _Arrays:
-        flows, valid = [], []
-        for flow, ok in zip(self.flows, self.flow_valid, strict=True):
-            if flow is None:
-                flows.append(None)
-                valid.append(None)
-            else:
-                f, v = flow_fn(flow, ok)
-                flows.append(f)
-                valid.append(v)
-        return _Arrays(
-            [image_fn(f) for f in self.frames], mask_fn(self.label), mask_fn(self.pl_valid),
-            flows, valid,
-        )  # fmt: skip
-
-    def resize(self, w: int, h: int, scale_flow: bool) -> _Arrays:
-        h0, w0 = self.label.shape
-        factors = np.array([w / w0, h / h0], np.float32) if scale_flow else np.ones(2, np.float32)
-
-        def nearest(a: np.ndarray) -> np.ndarray:
-            out = cv2.resize(a.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            return out.view(a.dtype)
-
-        def flow_fn(flow: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # Normalised bilinear resize: invalid vectors (stored as 0) must not pull valid
-            # neighbours towards zero motion.
-            weight = ok.astype(np.float32)
-            num = cv2.resize(flow * weight[..., None], (w, h), interpolation=cv2.INTER_LINEAR)
-            den = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
-            out = num / np.maximum(den, 1e-6)[..., None] * factors
-            valid = nearest(ok) & (den > 0)
-            out[~valid] = 0.0
-            return out.astype(np.float32), valid
-
-        return self._map(
-            lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), nearest, flow_fn
+    def __init__(self, src: tuple[int, int], dst: tuple[int, int], box: tuple[int, int, int, int]):
+        self.src, self.dst, self.box = src, dst, box
+        self.identity = src == dst
+        self.whole = box == (0, 0, *dst)
+        y0, x0, h, w = box
+        ry, rx = src[0] / dst[0], src[1] / dst[1]
+        self.rows = np.minimum(np.floor(np.arange(y0, y0 + h) * ry).astype(np.intp), src[0] - 1)
+        self.cols = np.minimum(np.floor(np.arange(x0, x0 + w) * rx).astype(np.intp), src[1] - 1)
+        self.affine = np.array(
+            [[rx, 0.0, (x0 + 0.5) * rx - 0.5], [0.0, ry, (y0 + 0.5) * ry - 0.5]], np.float64
         )
 
-    def crop(self, y: int, x: int, h: int, w: int) -> _Arrays:
-        def cut(a: np.ndarray) -> np.ndarray:
-            return a[y : y + h, x : x + w]
+    def linear(self, image: np.ndarray) -> np.ndarray:
+        """Bilinear resample of an [H, W] or [H, W, C] array (uint8 or float32)."""
+        if self.identity:
+            return _cut(image, self.box)
+        if self.whole:
+            return cv2.resize(image, self.dst[::-1], interpolation=cv2.INTER_LINEAR)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        size = (self.box[3], self.box[2])
+        border = cv2.BORDER_REPLICATE
+        return cv2.warpAffine(image, self.affine, size, flags=flags, borderMode=border)
 
-        return self._map(cut, cut, lambda f, v: (cut(f), cut(v)))
+    def nearest(self, mask: np.ndarray) -> np.ndarray:
+        """Nearest-neighbour resample of an [H, W] array."""
+        if self.identity:
+            return _cut(mask, self.box)
+        return mask[self.rows[:, None], self.cols[None, :]]
 
-    def pad(self, h: int, w: int) -> _Arrays:
-        ph, pw = max(h - self.label.shape[0], 0), max(w - self.label.shape[1], 0)
-        if not ph and not pw:
-            return self
+    def flow(
+        self, flow: np.ndarray, valid: np.ndarray, rescale: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(flow float32 [h, w, 2], valid bool [h, w]) in pixels of the output grid."""
+        ok = self.nearest(valid)
+        if self.identity:
+            return _cut(flow, self.box), ok
+        if valid.all():
+            out = self.linear(flow)
+        else:
+            # Normalised interpolation: invalid vectors (stored as 0) must not pull valid
+            # neighbours towards zero motion.
+            weight = valid.astype(np.float32)
+            den = self.linear(weight)
+            out = self.linear(flow * weight[..., None]) / np.maximum(den, 1e-6)[..., None]
+            ok &= den > 0
+            out[~ok] = 0.0
+        if rescale:
+            out *= np.array([self.dst[1] / self.src[1], self.dst[0] / self.src[0]], np.float32)
+        return out, ok
 
-        def pad_with(value: Any):
-            def fn(a: np.ndarray) -> np.ndarray:
-                widths = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
-                return np.pad(a, widths, constant_values=value)
 
-            return fn
+def _cut(a: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    y, x, h, w = box
+    return a[y : y + h, x : x + w]
 
-        zero, false = pad_with(0), pad_with(False)
-        out = self._map(zero, false, lambda f, v: (zero(f), false(v)))
-        out.label = pad_with(IGNORE_INDEX)(self.label)
-        return out
 
-    def flip(self) -> _Arrays:
-        def mirror(a: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(a[:, ::-1])
+def _margin_mask(h: int, w: int, margins: tuple[int, int, int, int] | None) -> np.ndarray:
+    """bool [H, W]: False within (top, bottom, left, right) pixels of the native frame's border."""
+    mask = np.ones((h, w), bool)
+    if margins is not None:
+        top, bottom, left, right = margins
+        mask[:top] = False
+        mask[h - bottom :] = False
+        mask[:, :left] = False
+        mask[:, w - right :] = False
+    return mask
 
-        def flow_fn(flow: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = mirror(flow)
-            out[..., 0] *= -1  # u points the other way in a mirrored image
-            return out, mirror(ok)
 
-        return self._map(mirror, mirror, flow_fn)
+def _pad(sample: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """Pad to ``size`` (H, W) at the bottom/right: frames 0, label 255, flows 0 and invalid."""
+    h, w = sample["label"].shape
+    ph, pw = max(size[0] - h, 0), max(size[1] - w, 0)
+    if not ph and not pw:
+        return sample
 
-    def to_tensors(self) -> dict[str, Any]:
-        h, w = self.label.shape
-        t = len(self.frames)
-        frames = torch.from_numpy(np.ascontiguousarray(np.stack(self.frames))).permute(0, 3, 1, 2)
-        flows = torch.zeros((t, 2, h, w), dtype=torch.float32)
-        valid = torch.zeros((t, h, w), dtype=torch.bool)
-        for i, (flow, ok) in enumerate(zip(self.flows, self.flow_valid, strict=True)):
-            if flow is not None:
-                flows[i] = torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1)
-                valid[i] = torch.from_numpy(np.ascontiguousarray(ok))
-        return {
-            "frames": frames.contiguous(),
-            "label": torch.from_numpy(np.ascontiguousarray(self.label)),
-            "flows": flows,
-            "flow_valid": valid,
-            "has_flow": torch.tensor([f is not None for f in self.flows]),
-            "pl_valid": torch.from_numpy(np.ascontiguousarray(self.pl_valid)),
-        }
+    def pad(a: np.ndarray, value: Any) -> np.ndarray:
+        return np.pad(a, [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2), constant_values=value)
+
+    return {
+        "frames": [pad(f, 0) for f in sample["frames"]],
+        "label": pad(sample["label"], IGNORE_INDEX),
+        "pl_valid": pad(sample["pl_valid"], False),
+        "flows": [None if f is None else (pad(f[0], 0.0), pad(f[1], False))
+                  for f in sample["flows"]],  # fmt: skip
+    }
+
+
+def _to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
+    """numpy → torch (one copy each), channels first."""
+    h, w = sample["label"].shape
+    t = len(sample["frames"])
+    frames = torch.empty((t, 3, h, w), dtype=torch.uint8)
+    flows = torch.zeros((t, 2, h, w), dtype=torch.float32)
+    valid = torch.zeros((t, h, w), dtype=torch.bool)
+    for i, frame in enumerate(sample["frames"]):
+        frames[i] = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+    for i, item in enumerate(sample["flows"]):
+        if item is not None:
+            flows[i] = torch.from_numpy(np.ascontiguousarray(item[0])).permute(2, 0, 1)
+            valid[i] = torch.from_numpy(np.ascontiguousarray(item[1]))
+    return {
+        "frames": frames,
+        "label": torch.from_numpy(np.ascontiguousarray(sample["label"])),
+        "flows": flows,
+        "flow_valid": valid,
+        "has_flow": torch.tensor([f is not None for f in sample["flows"]]),
+        "pl_valid": torch.from_numpy(np.ascontiguousarray(sample["pl_valid"])),
+    }
+
+
+def _flip(out: dict[str, Any]) -> dict[str, Any]:
+    """Mirror every map horizontally; flow u changes sign in a mirrored image."""
+    for key in ("frames", "label", "flows", "flow_valid", "pl_valid"):
+        out[key] = out[key].flip(-1)
+    out["flows"][:, 0] *= -1
+    return out
 
 
 def photometric_jitter(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
