@@ -1,0 +1,1 @@
+"""Segmentors: a backbone and head(s) that turn images into class logits."""
