@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub, common)
     _add_train(sub, common)
     _add_flow(sub, common)
+    _add_eval(sub, common)
     for name, text in (
-        ("eval", "evaluate a checkpoint on a benchmark (both mIoU protocols)"),
         ("infer", "segment your own video or frame folder"),
         ("table", "results table from finished runs"),
         ("weights", "convert official checkpoints into vidda checkpoints"),
@@ -158,8 +158,13 @@ def _add_data(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     )
     bdd.add_argument("out", type=Path, help="output root (the BDDVid dataset root)")
     bdd.add_argument("--bdd10k", type=Path, required=True, help="BDD10k root (images/10k, ...)")
-    bdd.add_argument("--videos", type=Path, nargs="+", required=True,
-                     help="folders, video files or BDD100K video zip parts")  # fmt: skip
+    bdd.add_argument(
+        "--videos",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders, video files or BDD100K video zip parts",
+    )
     bdd.add_argument("--train-split", type=Path, required=True, help="valid_imgs_train.txt")
     bdd.add_argument("--val-split", type=Path, required=True, help="valid_imgs_val.txt")
     bdd.add_argument("--link-mode", choices=("symlink", "hardlink", "copy"), default="symlink")
@@ -176,14 +181,23 @@ def _add_data(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     )
     conv.add_argument("kind", choices=("viper", "synthia-seq", "cityscapes", "bdd"))
     conv.add_argument("root", type=Path)
-    conv.add_argument("--split", type=Path, action="append", default=None,
-                      help="split file(s); default: the dataset's own")  # fmt: skip
+    conv.add_argument(
+        "--split",
+        type=Path,
+        action="append",
+        default=None,
+        help="split file(s); default: the dataset's own",
+    )
     conv.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     conv.add_argument(
         "--no-van-as-train", action="store_true", help="VIPER: map van to ignore (paper: train)"
     )
-    conv.add_argument("--stats", action=argparse.BooleanOptionalAction, default=None,
-                      help="write class statistics (default: for the source datasets)")  # fmt: skip
+    conv.add_argument(
+        "--stats",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write class statistics (default: for the source datasets)",
+    )
     conv.add_argument("--overwrite", action="store_true")
     conv.set_defaults(handler=_run_convert)
     p.set_defaults(handler=lambda a: (p.print_help(), EXIT_USAGE)[1])
@@ -255,6 +269,43 @@ def _run_build_bddvid(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# --------------------------------------------------------------------------- eval
+
+
+def _add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="evaluate a checkpoint on a benchmark (both mIoU protocols)",
+        description="Score CKPT's student on CONFIG's validation split: standard and UVDA mIoU "
+        "over the benchmark's classes, per-class table, JSON; optionally save predictions.",
+    )
+    p.add_argument("config", type=Path)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, default=None, help="folder for eval.json and predictions")
+    p.add_argument(
+        "--save",
+        nargs="+",
+        choices=("trainid", "labelid", "color"),
+        default=[],
+        help="prediction maps to write under --out",
+    )
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from vidda.config import load_config
+    from vidda.engine.eval_cli import run_eval
+
+    if args.save and args.out is None:
+        raise UsageError("--save needs --out DIR")
+    cfg = load_config(args.config, args.overrides)
+    run_eval(cfg, args.checkpoint, args.out, tuple(args.save), args.workers)
+    return 0
+
+
 # --------------------------------------------------------------------------- flow
 
 
@@ -324,20 +375,39 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     p.add_argument("config", type=Path)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-4")
-    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="run folder (default: <config workdir>/<config name>)",
+    )
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="auto|PATH",
+        help="continue from the run folder's latest.pt (auto) or a checkpoint",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="K",
+        help="end cleanly after iteration K, as if preempted there",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--deterministic", action="store_true", default=None)
-    p.add_argument("--dry-run", action="store_true", help="validate the config, then stop")
+    p.add_argument("--workers", type=int, default=None, help="data-loading workers")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="validate and build, touch no data")
     p.set_defaults(handler=_run_train)
 
 
 def train_overrides(args: argparse.Namespace) -> list[str]:
     """The dotted overrides a ``vidda train`` call asks for: its flags, then its KEY=VALUE items."""
     flags = {
-        "workdir": args.workdir,
         "schedule.iters": args.iters,
         "train.eval_every": args.eval_every,
         "train.checkpoint_every": args.checkpoint_every,
@@ -349,13 +419,25 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
 
 def _run_train(args: argparse.Namespace) -> int:
     from vidda.config import load_config, to_yaml
+    from vidda.engine.run import dry_run, run_dir_for, train
 
     cfg = load_config(args.config, train_overrides(args))
+    run_dir = args.workdir or run_dir_for(cfg, args.config)
     if args.dry_run:
         print(to_yaml(cfg), end="")
+        print(dry_run(cfg), file=sys.stderr)
         print(f"vidda: config {args.config} is valid", file=sys.stderr)
         return 0
-    return _not_available("train")(args)
+    result = train(
+        cfg,
+        run_dir,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
+        num_workers=args.workers,
+    )
+    print(result["summary"])
+    return 0
 
 
 if __name__ == "__main__":

@@ -74,13 +74,38 @@ class ModelConfig:
 
 
 @dataclass
-class MethodConfig:
-    """The UDA method: a name plus the small composable techniques it switches on."""
+class FDConfig:
+    """ImageNet feature distance on source "thing" classes (DAFormer)."""
 
-    name: str = "source_only"  # source_only | target_only | dacs (+ fd / mic / video parts)
+    enabled: bool = False
+    weight: float = 0.005
+    classes: list[int] = field(default_factory=lambda: [6, 7, 11, 12, 13, 14, 15, 16, 17, 18])
+    min_ratio: float = 0.75
+
+
+@dataclass
+class MICConfig:
+    """Masked image consistency on target images (MIC)."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    block_size: int = 64
+    mask_ratio: float = 0.7
+
+
+@dataclass
+class MethodConfig:
+    """The training method and the image-DA techniques it switches on."""
+
+    name: str = "source_only"  # source_only | target_only | dacs
     ema_alpha: float = 0.999
     pseudo_threshold: float = 0.968
-    techniques: dict[str, Any] = field(default_factory=dict)
+    mix: str = "class"  # class | none: ClassMix of source and target in DACS
+    color_jitter_p: float = 0.2  # jitter is applied when u > p (so with probability 1 - p)
+    color_jitter_s: float = 0.2
+    blur: bool = True
+    fd: FDConfig = field(default_factory=FDConfig)
+    mic: MICConfig = field(default_factory=MICConfig)
 
 
 @dataclass
@@ -106,6 +131,8 @@ class TrainConfig:
     checkpoint_every: int = 4000
     log_every: int = 50
     amp: str = "off"  # off | bf16 | fp16
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    channels_last: bool = False
 
 
 @dataclass
@@ -115,6 +142,7 @@ class EvalConfig:
     mode: str = "whole"  # whole | slide
     crop_size: list[int] = field(default_factory=list)  # sliding-window size [H, W]
     stride: list[int] = field(default_factory=list)
+    best_by: str = "standard"  # the protocol whose mIoU selects the `best` checkpoint
 
 
 @dataclass

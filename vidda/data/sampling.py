@@ -189,4 +189,7 @@ def train_loader(
         persistent_workers=num_workers > 0,
         worker_init_fn=worker_init,
         prefetch_factor=2 if num_workers > 0 else None,
+        # Its own generator: starting an iterator must not consume the global torch RNG (which
+        # drop-path and dropout use), or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(0),
     )

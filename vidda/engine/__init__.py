@@ -1,0 +1,1 @@
+"""Training engine: optimiser, schedule, checkpoints, distributed set-up, evaluation, loop."""

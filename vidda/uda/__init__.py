@@ -1,0 +1,1 @@
+"""Domain-adaptation methods and their parts (teacher, pseudo-labels, mixing, MIC, FD)."""
