@@ -30,10 +30,13 @@ def dry_run(cfg: Config) -> str:
         if ds.root and Path(ds.root).is_dir():
             dataset_layout(ds, f"data.{key}")
     n = sum(p.numel() for p in student.parameters())
-    return (
+    summary = (
         f"model: {type(student).__name__} {cfg.model.backbone}+{cfg.model.head} "
         f"({n / 1e6:.2f} M parameters); method: {type(method).__name__}"
     )
+    if cfg.model.pretrained and not Path(cfg.model.pretrained).expanduser().is_file():
+        summary += f"\nnote: model.pretrained {cfg.model.pretrained} does not exist yet"
+    return summary
 
 
 def train(
