@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub, common)
     _add_flow(sub, common)
     _add_eval(sub, common)
+    _add_weights(sub, common)
     for name, text in (
         ("infer", "segment your own video or frame folder"),
         ("table", "results table from finished runs"),
-        ("weights", "convert official checkpoints into vidda checkpoints"),
     ):
         p = sub.add_parser(name, help=text, description=text, parents=[common])
         p.add_argument("args", nargs=argparse.REMAINDER)
@@ -303,6 +303,38 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise UsageError("--save needs --out DIR")
     cfg = load_config(args.config, args.overrides)
     run_eval(cfg, args.checkpoint, args.out, tuple(args.save), args.workers)
+    return 0
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _add_weights(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("weights", parents=[common], help="import official checkpoints")
+    w_sub = p.add_subparsers(title="weights commands", metavar="COMMAND")
+    conv = w_sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert an official checkpoint into a file vidda loads",
+        description="ImageNet backbone files (SegFormer mit_b*.pth, Hugging Face nvidia/mit-b*, "
+        "mmcv ResNet-101 v1c) become vidda backbone weights (for model.pretrained); "
+        "DAFormer/HRDA/MIC segmentor checkpoints become vidda checkpoints (give --config).",
+    )
+    conv.add_argument("src", type=Path)
+    conv.add_argument("dst", type=Path)
+    conv.add_argument("--config", type=Path, default=None, help="the model's vidda config")
+    conv.add_argument("--network", choices=("student", "teacher"), default="student")
+    conv.add_argument("--backbone", default=None, help="backbone name, if it cannot be guessed")
+    conv.set_defaults(handler=_run_weights_convert)
+    p.set_defaults(handler=lambda a: (p.print_help(), EXIT_USAGE)[1])
+
+
+def _run_weights_convert(args: argparse.Namespace) -> int:
+    from vidda.config import load_config
+    from vidda.models.convert_cli import convert
+
+    cfg = load_config(args.config) if args.config else None
+    print(convert(args.src, args.dst, cfg, args.network, args.backbone))
     return 0
 
 
