@@ -154,7 +154,6 @@ class CompatConfig:
     """
 
     flow_not_rescaled: bool = False  # resizing a clip leaves flow vectors unscaled (original)
-    original_warp: bool = False  # integer floor warp with the original's heuristics (video DA)
 
 
 @dataclass
