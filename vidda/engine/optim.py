@@ -23,7 +23,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.split(".")[0] in DECODER_MODULES:
+        # A wrapper (ACCEL) holds the segmentor as ``segmentor.*``; its own layers (the fusion
+        # convolution) train at the base rate, as in the original.
+        if name.removeprefix("segmentor.").split(".")[0] in DECODER_MODULES:
             decoder.append(p)
         elif "norm" in name:
             no_decay.append(p)
