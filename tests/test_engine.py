@@ -43,6 +43,7 @@ def tiny(synth: Path, method: str = "source_only", *extra: str):
         ("dacs_mic", ()),
         ("dacs_mic", ("method.fd.enabled=true", "method.mic.enabled=false")),
         ("source_only", ("method.name=target_only",)),
+        ("dacs_mic", ("train.amp=bf16", "train.image_every=2")),
     ],
 )
 def test_each_method_trains_a_few_iterations(synth: Path, tmp_path: Path, method, extra):
@@ -52,6 +53,7 @@ def test_each_method_trains_a_few_iterations(synth: Path, tmp_path: Path, method
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) >= 6
     assert (tmp_path / "latest.pt").is_file() and (tmp_path / "config.yaml").is_file()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
 def states_equal(a: dict, b: dict) -> None:

@@ -130,6 +130,7 @@ class TrainConfig:
     eval_every: int = 4000
     checkpoint_every: int = 4000
     log_every: int = 50
+    image_every: int = 1000  # TensorBoard image panels (source, target, pseudo-label, mix, ...)
     amp: str = "off"  # off | bf16 | fp16
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     channels_last: bool = False

@@ -197,7 +197,8 @@ class Trainer:
         while self.step < stop:
             step = self.step
             batch = _to_device(next(batches), self.device)
-            logs, panels = self._iteration(step, batch, visuals=self._due(step, 1000))
+            visuals = self._due(step, cfg.train.image_every)
+            logs, panels = self._iteration(step, batch, visuals)
             window.append((step, logs))
             self.step = step + 1
             bar.update(1)
