@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from standins import Head, Stride4
 
 from vidda.models.losses import seg_loss
 from vidda.models.segmentors.accel import ACCEL
@@ -16,33 +16,6 @@ from vidda.uda.mix import class_mix_masks, mix, mix_flows
 
 K = 5
 H = W = 32
-
-
-class Stride4(nn.Module):
-    """A backbone stand-in: two features at strides 4 and 8."""
-
-    out_channels = (8, 8)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(3, 8, 4, stride=4)
-        self.b = nn.Conv2d(8, 8, 2, stride=2)
-
-    def forward(self, x):
-        a = self.a(x)
-        return [a, self.b(a)]
-
-
-class Head(nn.Module):
-    out_stride = 4
-
-    def __init__(self, k: int = K) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(16, k, 1)
-
-    def forward(self, feats):
-        up = F.interpolate(feats[1], feats[0].shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([feats[0], up], 1))
 
 
 def up(z: torch.Tensor, size=(H, W)) -> torch.Tensor:
