@@ -19,14 +19,18 @@ def test_console_script_and_module_entry_point():
     assert out.stdout.strip() == f"vidda {__version__}"
     script = Path(sys.executable).with_name("vidda")  # installed next to this interpreter
     helptext = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
-    for sub in ("demo", "data", "train", "eval", "infer", "flow", "table", "weights"):
+    subcommands = ("demo", "data", "train", "eval", "infer", "flow", "table", "weights")
+    for sub in (*subcommands, "experiments"):
         assert sub in helptext.stdout
 
 
-@pytest.mark.parametrize("argv", [["infer", "x.pt"], ["table"]])
-def test_unfinished_subcommands_say_so_and_exit_2(argv, capsys):
-    assert main(argv) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_infer_needs_an_input_and_an_output_folder(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["infer", "x.pt"])
+    assert exit_.value.code == 2
+    assert "INPUT" in capsys.readouterr().err
+    assert main(["infer", "x.pt", "missing.mp4", "--out", "o"]) == 2  # input checked first
+    assert "input not found: missing.mp4" in capsys.readouterr().err
 
 
 def test_unknown_arguments_are_rejected(capsys):

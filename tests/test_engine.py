@@ -154,6 +154,18 @@ def test_vidda_eval_reports_both_protocols_and_saves_maps(synth, tmp_path, capsy
     for a, b in zip(train_ids, label_ids, strict=True):
         t = cv2.imread(str(a), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(ID_TO_TRAIN_ID[cv2.imread(str(b), cv2.IMREAD_UNCHANGED)], t)
-    bad = [*argv[:3], *overrides, "model.backbone=mit_b1"]
+    bad = [*argv[:3], *overrides, "model.head_kwargs.embed_dim=48"]
     assert main(bad) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "latest.pt"
+    bad.write_bytes(b"\x80\x04not a checkpoint at all")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    message = str(info.value)
+    assert message.startswith(f"{bad}: not a readable vidda checkpoint (")
+    assert "\n" not in message
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -72,22 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flow(sub, common)
     _add_eval(sub, common)
     _add_weights(sub, common)
-    for name, text in (
-        ("infer", "segment your own video or frame folder"),
-        ("table", "results table from finished runs"),
-    ):
-        p = sub.add_parser(name, help=text, description=text, parents=[common])
-        p.add_argument("args", nargs=argparse.REMAINDER)
-        p.set_defaults(handler=_not_available(name))
+    _add_experiments(sub, common)
+    _add_table(sub, common)
+    _add_infer(sub, common)
     return parser
-
-
-def _not_available(name: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"vidda: '{name}' is not available yet in vidda {__version__}", file=sys.stderr)
-        return EXIT_USAGE
-
-    return handler
 
 
 # --------------------------------------------------------------------------- demo
@@ -98,19 +86,38 @@ def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         "demo",
         parents=[common],
         help="run the embedded synthetic benchmark end to end on the CPU",
-        description="Generate the synthetic video domain-shift benchmark (cached) and show it.",
+        description="Generate the synthetic video domain-shift benchmark (cached), train a "
+        "source-only and an adapted (DACS + MIC) model from scratch with the configs in "
+        "configs/demo/, evaluate both on the target domain and compare them. The last line "
+        "of output reads 'demo: source_only=X adapted=Y gain=Z' (target mIoU, standard "
+        "protocol). About 10 minutes on 2 CPU cores; --quick: about 3. --video adds "
+        "video-technique rows and the pseudo-label accuracy before and after refinement.",
     )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (both runs)")
     p.add_argument("--out", type=Path, default=Path("vidda_demo"), help="output folder")
     p.add_argument("--data", type=Path, default=None, help="synthetic data folder (default: cache)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shift", type=float, default=1.0, help="domain shift strength, 0..1+")
+    p.add_argument("--seed", type=int, default=0, help="data-generation and training seed")
+    p.add_argument("--shift", type=float, default=1.0, help="domain shift strength, 0..2")
+    p.add_argument("--quick", action="store_true", help="a shorter schedule (CI smoke run)")
+    p.add_argument("--video", action="store_true", help="also train video-technique rows "
+                   "(refinement, ACCEL) and report pseudo-label accuracy before/after refinement")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from vidda.demo import run_demo
 
-    run_demo(out_dir=args.out, data_dir=args.data, seed=args.seed, shift=args.shift)
+    run_demo(
+        out_dir=args.out,
+        data_dir=args.data,
+        seed=args.seed,
+        shift=args.shift,
+        quick=args.quick,
+        video=args.video,
+        progress=not args.no_progress,
+        overrides=args.overrides,
+    )
     return 0
 
 
@@ -306,6 +313,68 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- infer
+
+# Written out (not imported from vidda.infer.outputs) so that building the parser imports no
+# torch; tests/test_infer.py checks that they match the module.
+INFER_SAVE_CHOICES = ("trainid", "labelid", "color", "overlay", "areas")
+INFER_DEFAULT_SAVE = ("trainid", "color")
+
+
+def _add_infer(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "infer",
+        parents=[common],
+        help="segment your own video or frame folder",
+        description="Segment INPUT (a video file, a folder of frames sorted naturally, a quoted "
+        "glob, or an image) with the model in CKPT (its stored config; --config for files "
+        "without one; KEY=VALUE overrides, e.g. eval.mode=slide). Writes the --save maps as "
+        "OUT/KIND/NAME.png (NAME: frame_000123 for videos, the file stem for frames; 'areas': "
+        "OUT/areas.csv), --overlay-video as OUT/overlay.mp4, and OUT/summary.json (frames/s, "
+        "temporal consistency). ACCEL checkpoints get the previous frame and its DIS flow. "
+        "Resumable: frames whose outputs exist are skipped.",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CKPT")
+    p.add_argument("input", metavar="INPUT", help="video file, frame folder, image or glob")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--save", nargs="+", choices=INFER_SAVE_CHOICES,
+                   default=list(INFER_DEFAULT_SAVE), metavar="KIND",
+                   help=f"outputs to write: {', '.join(INFER_SAVE_CHOICES)} "
+                   f"(default: {' '.join(INFER_DEFAULT_SAVE)})")  # fmt: skip
+    p.add_argument("--overlay-video", action="store_true", help="write overlay.mp4")
+    p.add_argument("--no-temporal", action="store_true",
+                   help="skip the temporal consistency (no flow for per-frame models)")
+    p.add_argument("--config", type=Path, default=None, help="config replacing the stored one")
+    p.add_argument("--network", choices=("student", "teacher"), default="student")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 1 on CPU, 4 on CUDA")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                   help="autocast on CUDA (ignored on the CPU)")
+    p.add_argument("--resize", default="config", metavar="config|native|WxH",
+                   help="model input size: the config's data.val.resize (default), the frame's "
+                   "own, or a keep-ratio target")  # fmt: skip
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N output frames")
+    p.add_argument("--stride-frames", type=int, default=1, help="segment every N-th frame")
+    p.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default="medium",
+                   help="DIS preset of the ACCEL and temporal-consistency flows")
+    p.add_argument("--overwrite", action="store_true", help="recompute frames already written")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_run_infer, overrides=[])
+
+
+def _run_infer(args: argparse.Namespace) -> int:
+    from vidda.infer.command import run_from_args
+
+    summary = run_from_args(args)
+    tc = summary.get("temporal_consistency") or {}
+    temporal = (f", temporal consistency mIoU {tc['miou']:.1f} / pixel acc {tc['pixel_acc']:.1f}"
+                if tc.get("miou") is not None else "")  # fmt: skip
+    print(f"infer: {summary['frames']} frames ({summary['processed']} segmented, "
+          f"{summary['skipped']} already done) in {summary['seconds']:.1f} s, "
+          f"{summary['fps'] or 0:.2f} frames/s{temporal}; outputs in {args.out}")  # fmt: skip
+    return 0
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -469,6 +538,102 @@ def _run_train(args: argparse.Namespace) -> int:
         num_workers=args.workers,
     )
     print(result["summary"])
+    return 0
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def _add_experiments(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "experiments",
+        parents=[common],
+        help="list the paper's experiment configs; print or write their launch commands",
+        description="Find the experiment configs (configs/**/*.yaml but _base_/ and demo/) by "
+        "their paper: block. --launcher list (default) prints them by paper table and shift; "
+        "local / torchrun print one command per config and seed; slurm writes one array job "
+        "(submit a whole table with one sbatch). Runs go to WORKDIR/<shift>/<config>/seed<S>. "
+        "Arguments after -- are appended to every 'vidda train' (KEY=VALUE overrides, flags).",
+    )
+    p.add_argument("overrides", nargs="*", metavar="-- EXTRA", help="extra 'vidda train' args")
+    p.add_argument("--table", type=int, nargs="+", default=None, metavar="N", help="paper tables")
+    p.add_argument("--shift", nargs="+", default=None, metavar="S", help="e.g. viper_csseq")
+    p.add_argument("--backbone", choices=("mitb5", "dlv2"), default=None)
+    p.add_argument("--launcher", choices=("list", "local", "torchrun", "slurm"), default="list")
+    p.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="listing format (markdown: the table of docs/results.md)")  # fmt: skip
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per run (torchrun, slurm)")
+    p.add_argument("--workdir", default="work_dirs", help="root of the run folders")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: each config's")
+    p.add_argument("--sbatch", action="append", default=[], metavar="OPT",
+                   help="extra #SBATCH option, e.g. --sbatch=--time=2-00:00:00")  # fmt: skip
+    p.add_argument("--job-name", default=None, help="SLURM job name (default: vidda-t<N>...)")
+    p.add_argument("--configs", type=Path, default=None, help="configs folder (default: the "
+                   "source checkout's configs/)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
+    p.set_defaults(handler=_run_experiments)
+
+
+def _run_experiments(args: argparse.Namespace) -> int:
+    from vidda import experiments as ex
+
+    if args.gpus < 1:
+        raise UsageError("--gpus must be at least 1")
+    found = ex.discover(ex.configs_root(args.configs))
+    chosen = ex.select(found, args.table, args.shift, args.backbone)
+    launch = ex.Launch(args.workdir, tuple(args.seeds) if args.seeds else None, args.gpus,
+                       tuple(args.overrides))  # fmt: skip
+    if args.launcher == "list":
+        text = (ex.format_markdown(chosen) if args.format == "markdown"
+                else ex.format_listing(chosen, args.table) + "\n")  # fmt: skip
+    elif args.launcher == "slurm":
+        name = args.job_name or "vidda" + "".join(f"-t{t}" for t in args.table or ())
+        text = ex.slurm_script(chosen, launch, name, args.sbatch)
+    else:
+        make = ex.local_commands if args.launcher == "local" else ex.torchrun_commands
+        text = "".join(f"{line}\n" for line in make(chosen, launch))
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _add_table(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "table",
+        parents=[common],
+        help="results table from finished runs",
+        description="Read each run folder's results (eval.json if present, else the last "
+        "evaluation in metrics.jsonl) and print one table per target, class subset and "
+        "protocol: per-class IoU and mIoU in %, a mean ± std row per config with several "
+        "seeds. RUN_DIRs may be parent folders: every folder with a config.yaml below is a run.",
+    )
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    p.add_argument("--protocol", choices=("standard", "uvda", "both"), default="both")
+    p.add_argument("--classes", choices=("auto", "all", "viper", "synthia_seq"), default="auto",
+                   help="columns; auto: each run's evaluated subset")  # fmt: skip
+    p.add_argument("--decimals", type=int, default=1, help="markdown decimals")
+    p.add_argument("--skip-missing", action="store_true", help="skip runs without results")
+    p.set_defaults(handler=_run_table)
+
+
+def _run_table(args: argparse.Namespace) -> int:
+    from vidda.report import make_table
+
+    if args.decimals < 0:
+        raise UsageError("--decimals must be 0 or more")
+    text, warnings = make_table(args.run_dirs, args.format, args.protocol, args.classes,
+                                args.skip_missing, args.decimals)  # fmt: skip
+    for warning in warnings:
+        print(f"vidda: warning: {warning}", file=sys.stderr)
+    print(text, end="")
     return 0
 
 

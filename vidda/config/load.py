@@ -137,17 +137,36 @@ def _parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def _merge(layers: list[Layer]) -> Config:
-    merged: DictConfig = OmegaConf.structured(Config)
     for origin, data in layers:
         _check_keys(data, Config, prefix="", origin=origin)
-        try:
-            merged = OmegaConf.merge(merged, OmegaConf.create(data))
-        except OmegaConfBaseException as err:
-            raise _type_error(err, origin) from err
+    try:
+        # Fast path: one OmegaConf merge of the layers' plain deep merge (OmegaConf merges are
+        # slow); on a type error, merge layer by layer to name the layer at fault.
+        combined: dict[str, Any] = {}
+        for _, data in layers:
+            combined = _deep_merge(combined, data)
+        merged: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), combined)
+    except OmegaConfBaseException:
+        merged = OmegaConf.structured(Config)
+        for origin, data in layers:
+            try:
+                merged = OmegaConf.merge(merged, OmegaConf.create(data))
+            except OmegaConfBaseException as err:
+                raise _type_error(err, origin) from err
     try:
         return typing.cast(Config, OmegaConf.to_object(merged))
     except OmegaConfBaseException as err:  # e.g. an interpolation that does not resolve
         raise ConfigError(f"{_key_of(err) or 'config'}: {_first_line(err)}") from err
+
+
+def _deep_merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``base`` as OmegaConf merges: mappings recursively, anything else replaced."""
+    out = dict(base)
+    for key, value in layer.items():
+        old = out.get(key)
+        both = isinstance(value, dict) and isinstance(old, dict)
+        out[key] = _deep_merge(old, value) if both else value  # type: ignore[arg-type]
+    return out
 
 
 def _check_keys(data: dict[str, Any], schema: type, prefix: str, origin: str) -> None:

@@ -62,6 +62,15 @@ class DataConfig:
 
 
 @dataclass
+class AccelConfig:
+    """ACCEL (``model.segmentor: accel``, ``video_techniques.md`` §5): one shared base network
+    on frames t and t−k, the t−k logits warped onto frame t with the flow, 1×1 fusion."""
+
+    base: str = "hrda"  # encoder_decoder | hrda: the shared network (segmentor_kwargs are its)
+    invalid_fill: str = "current"  # current | zero: the warped half where the warp is invalid
+
+
+@dataclass
 class ModelConfig:
     segmentor: str = "encoder_decoder"  # encoder_decoder | hrda | accel
     backbone: str = "mit_b5"
@@ -71,6 +80,7 @@ class ModelConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
     segmentor_kwargs: dict[str, Any] = field(default_factory=dict)
+    accel: AccelConfig = field(default_factory=AccelConfig)
 
 
 @dataclass
@@ -94,18 +104,61 @@ class MICConfig:
 
 
 @dataclass
+class RefineConfig:
+    """Flow-based pseudo-label refinement (``video_techniques.md`` §3, DACS only).
+
+    The teacher labels frames t and t−k; frame t−k's pseudo-label is warped onto frame t, its holes
+    are filled from frame t, the strategies combine the two, and from iteration ``begin`` on the
+    refined label is trained (mixed like the ordinary target loss) with weight ``l_warp``.
+    """
+
+    enabled: bool = False
+    # consis | max_conf | warp_frame | consis_conf | rare_class | oracle | class_thing |
+    # class_stuff; always applied in that order. [] = the warped label as is (after filling).
+    strategies: list[str] = field(default_factory=list)
+    fill: str = "bottom"  # bottom (the original's bottom_pl_fill) | all | none
+    warp_frame_threshold: float = 0.0  # τ of warp_frame (paper: 0.0, which never fires)
+    consis_conf_threshold: float = 0.0  # τ of consis_conf
+    l_warp: float = 1.0  # weight of the loss on the refined pseudo-label
+    l_mix: float = 0.0  # weight of the ordinary target loss on frame t's unrefined label
+    begin: int = 1500  # first iteration (0-based) that trains the refined label
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Video discriminator (``video_techniques.md`` §4, DACS only): least-squares GAN on the
+    softmax of frames t and t−k, source = 0, target = 1, with its own Adam and poly decay."""
+
+    enabled: bool = False
+    weight: float = 0.1  # adv_scale s: scales the generator and the discriminator loss
+    lambda_adv: float = 0.001  # generator-loss weight; effective s · λ = 1e-4
+    lr: float = 1.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    power: float = 0.9  # lr = (lr − min_lr)(1 − i/iters)^power + min_lr
+    min_lr: float = 0.0
+    video: bool = True  # frame pairs (t, t−k); false: frame t alone (2C vs C input channels)
+    feature_scale: float = 0.5  # predictions are resized to this × the crop before D
+    width: int = 64  # channels of D's first convolution
+
+
+@dataclass
 class MethodConfig:
-    """The training method and the image-DA techniques it switches on."""
+    """The training method and the image- and video-DA techniques it switches on."""
 
     name: str = "source_only"  # source_only | target_only | dacs
     ema_alpha: float = 0.999
     pseudo_threshold: float = 0.968
-    mix: str = "class"  # class | none: ClassMix of source and target in DACS
+    # class: target losses train on ClassMix of source and target; none: on the target as is
+    mix: str = "class"
+    consistent_mix: bool = True  # ACCEL: one ClassMix mask for both frames and the flow
+    frame_distance: int = 1  # k: canonical offsets from frame t back to frame t−k
     color_jitter_p: float = 0.2  # jitter is applied when u > p (so with probability 1 - p)
     color_jitter_s: float = 0.2
     blur: bool = True
     fd: FDConfig = field(default_factory=FDConfig)
     mic: MICConfig = field(default_factory=MICConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
 
 @dataclass
@@ -144,6 +197,9 @@ class EvalConfig:
     crop_size: list[int] = field(default_factory=list)  # sliding-window size [H, W]
     stride: list[int] = field(default_factory=list)
     best_by: str = "standard"  # the protocol whose mIoU selects the `best` checkpoint
+    # temporal consistency: agreement of the prediction of frame t with the flow-warped prediction
+    # of frame t-k (needs data.val frames t-k and t and the flow of frame t)
+    temporal: bool = False
 
 
 @dataclass
@@ -155,6 +211,23 @@ class CompatConfig:
     """
 
     flow_not_rescaled: bool = False  # resizing a clip leaves flow vectors unscaled (original)
+    original_warp: bool = False  # integer floor warp with its heuristics (refinement, ACCEL)
+    joint_softmax: bool = False  # video discriminator: one softmax over both frames' 2C channels
+    accel_single_frame_eval: bool = False  # ACCEL evaluated on frame t alone, without fusion
+    accel_unwarped_fusion: bool = False  # ACCEL teacher/test fusion of the *unwarped* t−k logits
+    accel_invalid_255: bool = False  # ACCEL: invalid warped logits enter the fusion as 255
+    accel_hr_fusion: bool = False  # ACCEL+HRDA: also fuse the misaligned HR-crop logits
+    mixup_aug_per_frame: bool = False  # consistent mixup: colour jitter/blur drawn per frame
+    bdd_prev_frame_t4: bool = False  # BDDVid target, no ACCEL: "frame t−k" is t−2k (imtk alias)
+
+
+@dataclass
+class PaperConfig:
+    """Where an experiment config sits in the paper (read by ``vidda experiments``/``table``)."""
+
+    tables: list[int] = field(default_factory=list)  # the paper's tables that report this row
+    row: str = ""  # the row's name there, e.g. "HRDA+MIC" or "TPS"
+    notes: str = ""  # what the row switches on; where it departs from the original script
 
 
 @dataclass
@@ -173,3 +246,4 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     compat: CompatConfig = field(default_factory=CompatConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)

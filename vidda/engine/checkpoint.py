@@ -1,8 +1,10 @@
 """Checkpoints: written atomically, read back as tensors and plain containers only.
 
-A training checkpoint holds every model (student, teacher, frozen ImageNet copy), the
-optimizer(s), the AMP scaler, all RNG states, the iteration (which is the data sampler's
-position) and the resolved config, so that ``vidda train --resume`` continues exactly.
+A training checkpoint holds every model (student, teacher, frozen ImageNet copy, video
+discriminator), the optimizer and the method's own optimizers (``method_optimizers``: the
+discriminator's Adam with its state and learning rate), the AMP scaler, all RNG states, the
+iteration (which is the data sampler's position) and the resolved config, so that
+``vidda train --resume`` continues exactly.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"{path}: not a readable vidda checkpoint ({err})") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable vidda checkpoint ({first})") from err
 
 
 def rng_state() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from vidda.engine.distributed import init_distributed
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.metrics import format_table
 from vidda.models.build import build_segmentor
+from vidda.uda.config_checks import check_eval_data
 
 
 def load_student(cfg: Config, path: Path, device: torch.device) -> torch.nn.Module:
@@ -25,7 +26,7 @@ def load_student(cfg: Config, path: Path, device: torch.device) -> torch.nn.Modu
     weights = state.get("models", {}).get("student") if isinstance(state, dict) else None
     if weights is None:
         raise CheckpointError(f"{path} holds no student weights (models.student)")
-    model = build_segmentor(cfg.model, load_pretrained=False)
+    model = build_segmentor(cfg.model, load_pretrained=False, compat=cfg.compat)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
@@ -44,16 +45,25 @@ def run_eval(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``cfg.data.val``; print the tables; write JSON (+ maps)."""
+    check_eval_data(cfg)
     info = init_distributed(cfg.train.device)
     model = load_student(cfg, checkpoint, info.device)
     val = build_dataset(cfg.data.val, train=False, compat=cfg.compat, key="data.val")
     saver = None
     if out_dir is not None and save:
         saver = _Saver(out_dir, save)
-    result = evaluate(segmentor_predictor(model, cfg.eval), val, cfg.eval, info,
-                      num_workers=workers, progress=progress, on_prediction=saver)  # fmt: skip
+    predictor = segmentor_predictor(model, cfg.eval, cfg.data.val.offsets,
+                                    cfg.method.frame_distance)  # fmt: skip
+    result = evaluate(predictor, val, cfg.eval, info, num_workers=workers, progress=progress,
+                      on_prediction=saver, offsets=cfg.data.val.offsets,
+                      frame_distance=cfg.method.frame_distance)  # fmt: skip
     if info.is_main:
         for protocol, r in result.items():
+            if protocol == "temporal":
+                print(f"== temporal consistency (frame t vs warped frame "
+                      f"t-{cfg.method.frame_distance}): mIoU {_pct(r['miou'])}, pixel accuracy "
+                      f"{_pct(r['pixel_acc'])} over {r['pixels']} pixels ==")  # fmt: skip
+                continue
             print(f"== {protocol} protocol, classes: {cfg.eval.classes} ==")
             print(format_table(r))
         if out_dir is not None:
@@ -61,6 +71,10 @@ def run_eval(
             doc = {"config": cfg.name, "checkpoint": str(checkpoint), "results": result}
             (out_dir / "eval.json").write_text(json.dumps(doc, indent=1))
     return result
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} %"
 
 
 class _Saver:

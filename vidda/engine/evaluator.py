@@ -1,8 +1,9 @@
-"""Evaluation on a benchmark's validation split: both mIoU protocols from one confusion matrix."""
+"""Evaluation on a benchmark's validation split: both mIoU protocols from one confusion matrix,
+and (``eval.temporal``) the temporal consistency of the predictions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -12,18 +13,50 @@ from tqdm import tqdm
 from vidda.config.schema import EvalConfig
 from vidda.engine.distributed import DistInfo
 from vidda.metrics import ConfusionMatrix, to_json
+from vidda.models.segmentors.accel import ACCEL
+from vidda.temporal import TemporalConsistency
+from vidda.uda.clip_view import ClipView
 from vidda.uda.normalize import normalize
 
-Predictor = Callable[[dict[str, Any]], torch.Tensor]
+Predictor = Callable[..., torch.Tensor]
+"""``predict(batch, offset=0)``: logits ``[B, K, H, W]`` of the clip frame at ``offset``."""
 
 
-def segmentor_predictor(model: torch.nn.Module, cfg: EvalConfig) -> Predictor:
-    """Key-frame logits [B, K, H, W] of a single-frame segmentor (from ``frames[:, -1]``)."""
+def segmentor_predictor(
+    model: torch.nn.Module,
+    cfg: EvalConfig,
+    offsets: Sequence[int] | None = None,
+    frame_distance: int = 1,
+) -> Predictor:
+    """Key-frame logits ``[B, K, H, W]`` of a segmentor on validation clips.
+
+    Args:
+        model: a single-frame segmentor, or ACCEL: fed frame t, frame t − ``frame_distance`` and
+            the flow between (fusion at test time); with ``compat_single_frame_eval`` (the
+            original's evaluation) its base network on frame t alone.
+        offsets: the validation clips' canonical offsets (``data.val.offsets``); None: the key
+            frame is the clip's last one (single-frame evaluation only).
+    """
     crop = tuple(cfg.crop_size) if cfg.crop_size else None
     stride = tuple(cfg.stride) if cfg.stride else None
+    fused = isinstance(model, ACCEL) and not model.compat_single_frame_eval
+    if offsets is None and fused:
+        raise ValueError("ACCEL's fused evaluation needs the validation clips' offsets")
+    view = ClipView([0] if offsets is None else offsets, "data.val")
+    key = -1 if offsets is None else view.index(0)
 
-    def predict(batch: dict[str, Any]) -> torch.Tensor:
-        return model.predict(normalize(batch["frames"][:, -1]), cfg.mode, crop, stride)
+    if fused:
+
+        def predict_pair(batch: dict[str, Any], offset: int = 0) -> torch.Tensor:
+            p = view.pair(batch, offset, frame_distance)
+            return model.predict(p.x, p.prev, p.flow, p.valid, cfg.mode, crop, stride)
+
+        return predict_pair
+    single = model.segmentor if isinstance(model, ACCEL) else model
+
+    def predict(batch: dict[str, Any], offset: int = 0) -> torch.Tensor:
+        index = key if offset == 0 else view.index(offset)
+        return single.predict(normalize(batch["frames"][:, index]), cfg.mode, crop, stride)
 
     return predict
 
@@ -37,23 +70,39 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
     on_prediction: Callable[[dict[str, Any], torch.Tensor], None] | None = None,
+    offsets: Sequence[int] | None = None,
+    frame_distance: int = 1,
 ) -> dict[str, Any]:
     """Score ``predict`` on every sample of ``dataset`` (sharded over ranks, counts reduced).
 
     Returns ``{"standard": result, "uvda": result, ...}`` for ``cfg.protocols`` (see
-    ``ConfusionMatrix.compute``; JSON-able), each over the class subset ``cfg.classes``.
+    ``ConfusionMatrix.compute``; JSON-able), each over the class subset ``cfg.classes``. With
+    ``cfg.temporal`` also ``"temporal"``: the agreement (``miou``, ``pixel_acc`` in %, see
+    :class:`~vidda.temporal.TemporalConsistency`) of each key-frame prediction with the
+    prediction of frame t − ``frame_distance`` warped onto it by the clip's flow; ``offsets``
+    are then the clips' canonical offsets (``data.val.offsets``).
     ``on_prediction(batch, pred [B, H, W])`` is called for every batch (e.g. to save maps).
     """
     info = info or DistInfo()
     shard = Subset(dataset, list(range(info.rank, len(dataset), info.world_size)))
     loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
     cm = ConfusionMatrix(device=info.device)
+    temporal = TemporalConsistency(device=info.device) if cfg.temporal else None
+    view = ClipView(offsets or [0], "data.val")
     bar = tqdm(loader, desc="eval", unit="img", disable=not (progress and info.is_main))
     for batch in bar:
         batch = {k: v.to(info.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         pred = predict(batch).argmax(dim=1)
         cm.update(pred, batch["label"])
+        if temporal is not None:
+            prev = predict(batch, -frame_distance).argmax(dim=1)
+            flow, valid = view.flow(batch, 0, frame_distance)
+            temporal.update(pred, prev, flow, valid)
         if on_prediction is not None:
             on_prediction(batch, pred)
     cm.all_reduce()
-    return {p: to_json(cm.compute(cfg.classes, protocol=p)) for p in cfg.protocols}
+    result = {p: to_json(cm.compute(cfg.classes, protocol=p)) for p in cfg.protocols}
+    if temporal is not None:
+        temporal.all_reduce()
+        result["temporal"] = to_json(temporal.compute())
+    return result

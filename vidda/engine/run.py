@@ -22,7 +22,7 @@ def run_dir_for(cfg: Config, config_path: Path) -> Path:
 def dry_run(cfg: Config) -> str:
     """Build the model and the method, and the transforms; read no data. Returns a summary."""
     with torch.device("meta"):
-        student = build_segmentor(cfg.model, load_pretrained=False)
+        student = build_segmentor(cfg.model, load_pretrained=False, compat=cfg.compat)
         method = build_method(cfg, student, None)
     for key in ("source", "target", "val"):
         ds = getattr(cfg.data, key)

@@ -80,7 +80,7 @@ class Trainer:
         self.device = self.info.device
         self.run_dir = opts.run_dir
         seed_everything(cfg.seed, cfg.deterministic)
-        self.student = build_segmentor(cfg.model).to(self.device)
+        self.student = build_segmentor(cfg.model, compat=cfg.compat).to(self.device)
         if cfg.train.channels_last:
             self.student = self.student.to(memory_format=torch.channels_last)
         forward = wrap(TrainForward(self.student), self.info)
@@ -135,6 +135,7 @@ class Trainer:
             "models": {"student": self.student.state_dict(),
                        **{k: m.state_dict() for k, m in self.method.extra_state().items()}},
             "optimizer": self.optimizer.state_dict(),
+            "method_optimizers": {k: o.state_dict() for k, o in self.method.optimizers().items()},
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_state(),
             "best": self.best,
@@ -146,6 +147,8 @@ class Trainer:
             for name, module in self.method.extra_state().items():
                 module.load_state_dict(state["models"][name])
             self.optimizer.load_state_dict(state["optimizer"])
+            for name, opt in self.method.optimizers().items():
+                opt.load_state_dict(state["method_optimizers"][name])
         except (KeyError, RuntimeError, ValueError) as err:
             raise ckpt.CheckpointError(
                 f"{path} does not fit this config's model/method: {str(err).splitlines()[0]}"
@@ -205,6 +208,7 @@ class Trainer:
             if self._due(step, cfg.train.log_every) or self.step == stop:
                 self._flush(window, t0)
                 window.clear()
+                t0 = time.time()
                 if panels and info.is_main:
                     self.logger.images(self.step, _panels(panels))
             if val is not None and (self._due(step, cfg.train.eval_every) or self.step == total):
@@ -225,7 +229,9 @@ class Trainer:
         sched = cfg.schedule
         factor = lr_factor(step, sched.iters, sched.power, sched.warmup_iters, sched.warmup_ratio)
         set_lr(self.optimizer, factor)
-        self.optimizer.zero_grad(set_to_none=True)
+        extra = list(self.method.optimizers().values())
+        for opt in (self.optimizer, *extra):
+            opt.zero_grad(set_to_none=True)
         self.method.before_step(step)
         gen, rng = step_streams(cfg.seed, step, self.info.rank)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype)
@@ -239,7 +245,8 @@ class Trainer:
             logs, panels = self.method.train_step(
                 batch, StepContext(step, gen, rng, backward, visuals)
             )
-        self.scaler.step(self.optimizer)
+        for opt in (self.optimizer, *extra):  # the method's own (e.g. D's Adam) after the main
+            self.scaler.step(opt)
         self.scaler.update()
         logs = dict(logs)
         logs["lr"] = torch.tensor(self.optimizer.param_groups[0]["lr"])
@@ -256,20 +263,27 @@ class Trainer:
                 raise DivergedError(f"non-finite loss at iteration {step + 1}: {terms}{kept}")
 
     def _flush(self, window: list[tuple[int, dict[str, torch.Tensor]]], t0: float) -> None:
+        """Log the window's mean of every term; ``t0``: when the window's first iteration began."""
         self._check(window)
-        mean = {k: float(torch.stack([logs[k].float() for _, logs in window if k in logs]).mean())
+        # NaN in a non-loss term means "not measured this step" (e.g. PL accuracy on a crop
+        # without labels): skipped; the losses were checked finite above
+        mean = {k: float(torch.stack([v[k].float() for _, v in window if k in v]).nanmean())
                 for k in window[-1][1]}  # fmt: skip
         mean = all_reduce_mean(mean, self.info)
         mean["loss"] = sum(v for k, v in mean.items() if k.startswith("loss"))
-        mean["it_per_s"] = (self.step - (window[0][0])) / max(time.time() - t0, 1e-9)
+        mean["it_per_s"] = (self.step - window[0][0]) / max(time.time() - t0, 1e-9)
         self.logger.scalars(self.step, mean)
 
     def _evaluate(self, val, workers: int) -> dict[str, Any]:
         self.student.eval()
-        result = evaluate(segmentor_predictor(self.student, self.cfg.eval), val, self.cfg.eval,
-                          self.info, num_workers=min(workers, 2), progress=False)  # fmt: skip
+        predictor = segmentor_predictor(self.student, self.cfg.eval, self.cfg.data.val.offsets,
+                                        self.cfg.method.frame_distance)  # fmt: skip
+        result = evaluate(predictor, val, self.cfg.eval, self.info,
+                          num_workers=min(workers, 2), progress=False,
+                          offsets=self.cfg.data.val.offsets,
+                          frame_distance=self.cfg.method.frame_distance)  # fmt: skip
         self.student.train()
-        scores = {f"miou_{p}": r["miou"] for p, r in result.items()}
+        scores = {f"miou_{p}": r["miou"] for p, r in result.items()}  # p: protocol or temporal
         self.logger.scalars(self.step, scores, prefix="val")
         if self.info.is_main:
             self.logger.scalars(self.step, {"result": result}, prefix="eval_full")

@@ -64,6 +64,15 @@ class Method(nn.Module):
         """Networks besides the student that a checkpoint must hold, by name."""
         return {}
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The method's own optimizers (e.g. the discriminator's), by name.
+
+        The trainer zeroes them with its own before ``before_step``, steps them right after its
+        own (through the same AMP scaler) and keeps their state in checkpoints; their learning
+        rates are the method's business (set in ``before_step``).
+        """
+        return {}
+
 
 class TrainForward(nn.Module):
     """``forward(x, **kw) = segmentor.forward_train(x, **kw)``: what DDP wraps, so that the

@@ -6,6 +6,7 @@ from torch import nn
 
 from vidda.config.load import ConfigError
 from vidda.config.schema import Config
+from vidda.uda.config_checks import check_method_config
 from vidda.uda.method import Method
 from vidda.uda.supervised import Supervised
 
@@ -13,14 +14,18 @@ METHODS = ("source_only", "target_only", "dacs")
 
 
 def build_method(cfg: Config, student: nn.Module, student_forward: nn.Module | None) -> Method:
-    """``method.name`` → a ``Method`` around ``student`` (``student_forward``: its DDP wrapper)."""
+    """``method.name`` → a ``Method`` around ``student`` (``student_forward``: its DDP wrapper).
+
+    Raises:
+        ConfigError: an unknown method, or settings that cannot work with the model and data
+            (:func:`~vidda.uda.config_checks.check_method_config`).
+    """
     name = cfg.method.name
-    if name == "source_only":
-        return Supervised(student, student_forward, domain="source")
-    if name == "target_only":
-        return Supervised(student, student_forward, domain="target")
+    if name not in METHODS:
+        raise ConfigError(f"method.name: unknown method {name!r}; expected one of {METHODS}")
+    check_method_config(cfg)
     if name == "dacs":
         from vidda.uda.dacs import DACS
 
-        return DACS(student, student_forward, cfg.method)
-    raise ConfigError(f"method.name: unknown method {name!r}; expected one of {METHODS}")
+        return DACS(student, student_forward, cfg)
+    return Supervised(student, student_forward, domain=name.removesuffix("_only"))
