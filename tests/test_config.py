@@ -145,3 +145,14 @@ def test_cli_dry_run_applies_flags_and_overrides(tree: Path, capsys: pytest.Capt
     assert rc == 0
     out = capsys.readouterr().out
     assert "iters: 77" in out and "lr: 0.5" in out
+
+
+def test_every_compat_switch_is_documented_and_off_by_default():
+    import dataclasses
+
+    from vidda.config.schema import CompatConfig
+
+    doc = (Path(__file__).parents[1] / "docs" / "compat.md").read_text()
+    for f in dataclasses.fields(CompatConfig):
+        assert f"| `compat.{f.name}` |" in doc, f.name  # a row of the switch table
+        assert f.default is False, f.name  # the corrected behaviour is the default

@@ -97,3 +97,19 @@ def test_empty_and_bad_shapes():
     with pytest.raises(ValueError, match="differ"):
         TemporalConsistency().update(torch.zeros(4, 4, dtype=torch.long),
                                      torch.zeros(4, 5, dtype=torch.long), const_flow(4, 4, 0, 0))
+
+
+def test_class_subset_drops_pixels_predicted_outside_it():
+    """VIPER's subset excludes train (16): pixels where either map says train are left out."""
+    prev = torch.zeros(4, 4, dtype=torch.long)  # road everywhere at t-1
+    pred = prev.clone()
+    pred[0] = 16  # first row predicted "train" at t (disagreement on 4 pixels)
+    pred[1, :2] = 13  # two car pixels (disagreement inside the subset)
+    tc = TemporalConsistency()
+    tc.update(pred, prev, torch.zeros(2, 4, 4))
+    full = tc.compute()
+    assert full["pixels"] == 16 and full["pixel_acc"] == pytest.approx(100 * 10 / 16)
+    viper = tc.compute("viper")
+    assert viper["pixels"] == 12 and viper["pixel_acc"] == pytest.approx(100 * 10 / 12)
+    # road IoU 10 / 12, car IoU 0 / 2 → mIoU over the classes present
+    assert viper["miou"] == pytest.approx(100 * (10 / 12 + 0) / 2)

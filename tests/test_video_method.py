@@ -287,6 +287,27 @@ def test_discriminator_and_segmentor_optimizers_step_separately():
     assert d_opt.param_groups[0]["lr"] == pytest.approx(1e-4 * (1 - 1 / 3) ** 0.9)
 
 
+@pytest.mark.parametrize("original", [False, True])
+def test_disc_in_main_optimizer_switch(tmp_path, original: bool):
+    """The original's AdamW held D's parameters too (spec §9.20): one extra group at base lr."""
+    from vidda.engine.trainer import RunOptions, Trainer
+
+    flag = f"compat.disc_in_main_optimizer={str(original).lower()}"
+    cfg = make_cfg("method.discriminator.enabled=true", "method.discriminator.width=4", flag)
+    trainer = Trainer(cfg, RunOptions(run_dir=tmp_path, progress=False))
+    d_ids = {id(p) for p in trainer.method.adversary.disc.parameters()}
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    main_ids = {id(p) for g in groups.values() for p in g["params"]}
+    assert (d_ids <= main_ids) is original and bool(d_ids & main_ids) is original
+    assert ("discriminator" in groups) is original
+    if original:
+        g = groups["discriminator"]
+        assert (g["lr"], g["weight_decay"]) == (cfg.optim.lr, cfg.optim.weight_decay)
+        fp16 = make_cfg("method.discriminator.enabled=true", flag, "train.amp=fp16")
+        with pytest.raises(ConfigError, match="disc_in_main_optimizer does not combine with train.amp=fp16"):
+            Trainer(fp16, RunOptions(run_dir=tmp_path / "fp16", progress=False))
+
+
 @pytest.mark.parametrize("joint", [False, True])
 def test_joint_softmax_switch_reaches_the_discriminator(joint: bool):
     method, _ = method_for(single_student(), "method.discriminator.enabled=true",
@@ -453,6 +474,10 @@ def test_clip_view_chains_flows_and_checks_sizes():
         (("method.discriminator.betas=[0.9]",), r"method.discriminator.betas must be two"),
         (("model.segmentor=accel", "model.accel.base=accel"), r"model.accel.base: unknown"),
         (("model.segmentor=accel", "model.accel.invalid_fill=nan"), r"model.accel.invalid_fill"),
+        (("method.refine.enabled=true", "method.refine.l_warp=0"),
+         r"l_warp and l_mix are both 0: no target loss would train"),
+        (("data.val.root=/data", "eval.best_by=temporal"),
+         r"eval.best_by: 'temporal' is not one of the evaluation's scores \['standard', 'uvda'\]"),
     ],
 )
 def test_bad_video_configs_are_clear_errors_before_training(overrides, message):

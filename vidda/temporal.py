@@ -130,11 +130,16 @@ class TemporalConsistency:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
         self.pairs, self.seen = (int(v) for v in counts.tolist())
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, classes: str | list[int] | None = None) -> dict[str, Any]:
         """``{"pixel_acc", "miou"}`` in percent (NaN when nothing was counted), ``pixels``,
         ``coverage`` (fraction of the frame-t pixels seen that were counted), ``pairs``, and
-        ``iou`` (per-class fractions, NaN for classes in neither map)."""
-        result = self.matrix.compute(None, "standard")
+        ``iou`` (per-class fractions, NaN for classes in neither map).
+
+        ``classes``: a benchmark's class subset (``"viper"``, ``"synthia_seq"``, trainIds);
+        pixels where either prediction is outside it are left out, as the original's
+        ``pred_pred`` metric does with the dataset's ignore list. ``None``: all classes.
+        """
+        result = self.matrix.compute(classes, "uvda")
         pixels = int(result["pixels"])
         return {
             "pixel_acc": float(result["aacc"]),

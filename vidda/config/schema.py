@@ -219,6 +219,8 @@ class CompatConfig:
     accel_hr_fusion: bool = False  # ACCEL+HRDA: also fuse the misaligned HR-crop logits
     mixup_aug_per_frame: bool = False  # consistent mixup: colour jitter/blur drawn per frame
     bdd_prev_frame_t4: bool = False  # BDDVid target, no ACCEL: "frame t−k" is t−2k (imtk alias)
+    # video discriminator's parameters also in the segmentor's AdamW (stepped twice per iteration)
+    disc_in_main_optimizer: bool = False
 
 
 @dataclass

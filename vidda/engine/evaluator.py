@@ -104,5 +104,5 @@ def evaluate(
     result = {p: to_json(cm.compute(cfg.classes, protocol=p)) for p in cfg.protocols}
     if temporal is not None:
         temporal.all_reduce()
-        result["temporal"] = to_json(temporal.compute())
+        result["temporal"] = to_json(temporal.compute(cfg.classes))
     return result

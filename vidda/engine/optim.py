@@ -48,3 +48,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         raise ConfigError(f"optim.type: unknown optimizer {cfg.type!r}; expected 'adamw'")
     fused = next(model.parameters()).is_cuda
     return torch.optim.AdamW(param_groups(model, cfg), betas=tuple(cfg.betas), fused=fused)
+
+
+def add_module_group(
+    optimizer: torch.optim.Optimizer, module: nn.Module, cfg: OptimConfig, name: str
+) -> None:
+    """Add ``module``'s parameters to ``optimizer`` at the base lr and weight decay (one group
+    ``name``, scheduled with the others). ``compat.disc_in_main_optimizer``: the original built
+    its AdamW over the whole UDA wrapper, the video discriminator included."""
+    group = {"params": [p for p in module.parameters() if p.requires_grad], "lr": cfg.lr,
+             "weight_decay": cfg.weight_decay, "name": name, "initial_lr": cfg.lr}  # fmt: skip
+    optimizer.add_param_group(group)

@@ -26,7 +26,7 @@ from vidda.data.classes import IGNORE_INDEX
 from vidda.errors import UserError
 from vidda.models.build import build_segmentor
 from vidda.models.segmentors.accel import ACCEL
-from vidda.uda.clip_view import ClipView, Pair
+from vidda.uda.clip_view import ClipView, Pair, target_previous_offset
 from vidda.uda.video_pl import PLRefiner, teacher_pseudo_label
 
 __all__ = ["PLQualityError", "measure_pl_quality"]
@@ -66,15 +66,14 @@ def measure_pl_quality(
     view = ClipView(data_cfg.offsets, "data.target")
     k = cfg.method.frame_distance
     two_frame = isinstance(teacher, ACCEL)
+    prev_offset = target_previous_offset(cfg, two_frame)  # as training pairs them
 
     counts = torch.zeros(4, dtype=torch.float64)  # labelled, raw correct, kept, kept correct
     for i, clip in enumerate(DataLoader(dataset, batch_size=1)):
         if max_clips is not None and i >= max_clips:
             break
-        if "label" not in clip:
-            raise PLQualityError(f"{cfg.data.target.root}: the target clips have no labels")
-        gt = clip["label"].long()
-        pair = view.pair(clip, 0, k)
+        gt = clip["label"].long()  # 255 where a clip has no label: counted nowhere
+        pair = view.pair(clip, 0, k, prev_offset=None if two_frame else prev_offset)
         cur_in = pair if two_frame else pair.single()
         prev_in = view.pair(clip, -k, k) if two_frame else Pair(pair.prev)
         margins = clip.get("pl_valid")

@@ -31,7 +31,7 @@ from vidda.engine import checkpoint as ckpt
 from vidda.engine.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, wrap
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.engine.logger import RunLogger
-from vidda.engine.optim import build_optimizer
+from vidda.engine.optim import add_module_group, build_optimizer
 from vidda.engine.schedule import lr_factor, set_lr
 from vidda.models.build import build_segmentor
 from vidda.uda.method import Method, StepContext, TrainForward
@@ -86,6 +86,12 @@ class Trainer:
         forward = wrap(TrainForward(self.student), self.info)
         self.method: Method = build_method(cfg, self.student, forward).to(self.device)
         self.optimizer = build_optimizer(self.student, cfg.optim)
+        disc = self.method.extra_state().get("discriminator")
+        if cfg.compat.disc_in_main_optimizer and disc is not None:
+            if cfg.train.amp == "fp16":  # the scaler would unscale D's gradients twice
+                raise ConfigError("compat.disc_in_main_optimizer does not combine with "
+                                  "train.amp=fp16; use bf16 or off")  # fmt: skip
+            add_module_group(self.optimizer, disc, cfg.optim, "discriminator")
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
             cfg.train.amp, "bad"
         )
@@ -288,7 +294,8 @@ class Trainer:
         if self.info.is_main:
             self.logger.scalars(self.step, {"result": result}, prefix="eval_full")
         key = f"miou_{self.cfg.eval.best_by}"
-        score = scores.get(key, float("nan"))
+        score = scores.get(key)
+        score = float("nan") if score is None else score  # to_json writes NaN as None
         if math.isfinite(score) and score > self.best.get(key, -1.0):
             self.best = {key: score, "step": self.step}
             if self.info.is_main:

@@ -110,6 +110,9 @@ def _check_refine(cfg: Config) -> None:
                           f"{r.l_mix}")  # fmt: skip
     if r.begin < 0:
         raise ConfigError(f"method.refine.begin must be >= 0, got {r.begin}")
+    if r.enabled and r.l_warp == 0 and r.l_mix == 0:
+        raise ConfigError("method.refine.l_warp and l_mix are both 0: no target loss would "
+                          "train; set l_warp (the refined label) and/or l_mix")  # fmt: skip
     for name in ("warp_frame_threshold", "consis_conf_threshold"):
         if not 0.0 <= getattr(r, name) <= 1.0:
             raise ConfigError(f"method.refine.{name} must be in [0, 1], got {getattr(r, name)}")
@@ -161,10 +164,17 @@ def check_method_config(cfg: Config) -> None:
     _check_discriminator(cfg)
     for need in data_needs(cfg):
         _check_need(cfg, need)
+    if cfg.data.val.root:
+        check_eval_data(cfg)
 
 
 def check_eval_data(cfg: Config) -> None:
-    """Raise ``ConfigError`` if ``data.val`` lacks frames or flows the evaluation reads."""
+    """Raise ``ConfigError`` if ``data.val`` lacks frames or flows the evaluation reads, or if
+    ``eval.best_by`` names a score the evaluation does not produce."""
+    scores = [*cfg.eval.protocols, *(["temporal"] if cfg.eval.temporal else [])]
+    if cfg.eval.best_by not in scores:
+        raise ConfigError(f"eval.best_by: {cfg.eval.best_by!r} is not one of the evaluation's "
+                          f"scores {scores} (eval.protocols, 'temporal' with eval.temporal)")
     for need in data_needs(cfg):
         if need.key == "data.val":
             _check_need(cfg, need)

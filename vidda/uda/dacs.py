@@ -35,7 +35,7 @@ from vidda.config.schema import Config
 from vidda.models.segmentors.accel import ACCEL
 from vidda.uda.adversarial import Adversary
 from vidda.uda.augment import StrongAugParams, strong_augment
-from vidda.uda.clip_view import ClipView, Pair
+from vidda.uda.clip_view import ClipView, Pair, target_previous_offset
 from vidda.uda.fd import feature_distance
 from vidda.uda.method import Method, StepContext
 from vidda.uda.mic import block_mask, mask_images
@@ -69,9 +69,7 @@ class DACS(Method):
         self.aug_per_frame = cfg.compat.mixup_aug_per_frame
         self.src_view = ClipView(cfg.data.source.offsets, "data.source")
         self.tgt_view = ClipView(cfg.data.target.offsets, "data.target")
-        # the original's BDDVid `imtk` alias: frame t-2k stood in for t-k (no ACCEL only)
-        bdd_alias = cfg.compat.bdd_prev_frame_t4 and cfg.data.target.type == "bddvid"
-        self.tgt_prev = -2 * self.k if bdd_alias and not self.two_frame else -self.k
+        self.tgt_prev = target_previous_offset(cfg, self.two_frame)
         self.refiner: PLRefiner | None = None
         self.schedule = RefineSchedule(l_warp_lambda=0.0, l_mix_lambda=1.0, begin=0)
         if m.refine.enabled:  # trained mixed like the other target losses (`mix`)
