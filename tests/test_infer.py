@@ -259,8 +259,8 @@ def uniform_frames(colours: list[tuple[int, int, int]]) -> list[np.ndarray]:
     return [np.full((24, 32, 3), c, np.uint8) for c in colours]
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_accel_uses_the_previous_input_frame(tmp_path, stride):
+@pytest.mark.parametrize("stride,gap", [(1, 1), (2, 1), (1, 2)])
+def test_accel_uses_the_previous_input_frame(tmp_path, stride, gap):
     red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
     rgb = uniform_frames([red, green, blue, red, green])  # per-frame classes 0 1 2 0 1
     folder = write_folder(tmp_path / "frames", rgb, [f"f{i}" for i in range(5)])
@@ -271,11 +271,13 @@ def test_accel_uses_the_previous_input_frame(tmp_path, stride):
     seg = Segmenter(model, EvalConfig(), "cpu")
     assert seg.two_frame
     opts = InferOptions(out_dir=tmp_path / "out", save=("trainid",), progress=False,
-                        stride_frames=stride, batch_size=2)  # fmt: skip
+                        stride_frames=stride, batch_size=2, pair_gap=gap)  # fmt: skip
     summary = run_infer(seg, open_source(folder), opts, num_classes=3)
-    # frame 0 is paired with itself; frame t with input frame t−1 (also when t−1 is not output)
-    expected = {1: {"f0": 0, "f1": 0, "f2": 1, "f3": 2, "f4": 0},
-                2: {"f0": 0, "f2": 1, "f4": 0}}[stride]  # fmt: skip
+    # frame 0 is paired with itself; frame t with input frame t−gap (also when that frame is
+    # not output); near the start (t < gap) with the first input frame
+    expected = {(1, 1): {"f0": 0, "f1": 0, "f2": 1, "f3": 2, "f4": 0},
+                (2, 1): {"f0": 0, "f2": 1, "f4": 0},
+                (1, 2): {"f0": 0, "f1": 0, "f2": 0, "f3": 1, "f4": 2}}[stride, gap]  # fmt: skip
     for name, cls in expected.items():
         assert (read_png(tmp_path / "out" / "trainid" / f"{name}.png") == cls).all(), name
     assert summary["frames"] == len(expected)
@@ -434,3 +436,14 @@ def test_cli_save_choices_match_the_module() -> None:
 
     assert cli.INFER_SAVE_CHOICES == SAVE_CHOICES
     assert cli.INFER_DEFAULT_SAVE == DEFAULT_SAVE
+
+
+def test_default_pair_gap_is_the_training_gap():
+    from vidda.infer.command import training_gap
+
+    cfg = tiny_config()
+    assert training_gap(cfg) == 1
+    assert training_gap(merge_overrides(cfg, ["method.frame_distance=2"])) == 2
+    bdd = merge_overrides(cfg, ["data.val.type=bddvid", "data.val.root=/nonexistent"])
+    assert training_gap(bdd) == 2  # BDDVid's canonical offsets are 2 video frames apart
+    assert training_gap(merge_overrides(bdd, ["data.val.frame_step=3"])) == 3

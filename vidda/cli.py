@@ -355,6 +355,10 @@ def _add_infer(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    "own, or a keep-ratio target")  # fmt: skip
     p.add_argument("--max-frames", type=int, default=None, help="stop after N output frames")
     p.add_argument("--stride-frames", type=int, default=1, help="segment every N-th frame")
+    p.add_argument("--pair-gap", type=int, default=None, metavar="N",
+                   help="ACCEL: pair frame t with the input frame N back (default: the gap "
+                   "the model was trained with, method.frame_distance x the dataset's frame "
+                   "step)")  # fmt: skip
     p.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default="medium",
                    help="DIS preset of the ACCEL and temporal-consistency flows")
     p.add_argument("--overwrite", action="store_true", help="recompute frames already written")

@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import Any
 
+from vidda.config.schema import Config
 from vidda.infer.geometry import parse_resize
 from vidda.infer.model import Segmenter, load_model, resolve_device
 from vidda.infer.run import InferOptions, run_infer
@@ -14,6 +15,25 @@ from vidda.infer.sources import open_source
 __all__ = ["run_from_args"]
 
 log = logging.getLogger(__name__)
+
+
+def training_gap(cfg: Config) -> int:
+    """Input frames between frame t and frame t−k in training: ``method.frame_distance`` ×
+    the validation dataset's frame step (BDDVid: 2, the others: 1)."""
+    from pathlib import Path
+
+    from vidda.data.build import LAYOUTS
+    from vidda.data.layout import DatasetError
+
+    val = cfg.data.val
+    step = val.frame_step
+    if not step and val.type in LAYOUTS:  # the dataset's own step (its files need not exist)
+        extra = {"domain": val.domain} if val.type == "synthetic" else {}
+        try:
+            step = LAYOUTS[val.type](Path(val.root or "."), val.split, **extra).frame_step
+        except DatasetError:  # e.g. a config without data settings: consecutive frames
+            step = 1
+    return max(1, cfg.method.frame_distance * (step or 1))
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,6 +63,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     loaded = load_model(args.checkpoint, args.config, args.overrides, args.network)
     cfg = loaded.cfg
+    opts.pair_gap = args.pair_gap or training_gap(cfg)
+    opts.check()
     if resize == "config":
         opts.resize = tuple(cfg.data.val.resize) or None
     elif resize != "native":
@@ -53,6 +75,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "model": loaded.description,
         "network": loaded.network,
         "two_frame": segmenter.two_frame,
+        "pair_gap": opts.pair_gap if segmenter.two_frame else None,
         "eval": {"mode": cfg.eval.mode, "crop_size": cfg.eval.crop_size,
                  "stride": cfg.eval.stride},  # fmt: skip
         "device": str(device),

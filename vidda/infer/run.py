@@ -76,6 +76,7 @@ class InferOptions:
     batch_size: int = 1
     max_frames: int | None = None
     stride_frames: int = 1
+    pair_gap: int = 1  # ACCEL: input frames between frame t and the frame it is paired with
     resize: tuple[int, int] | None = None  # keep-ratio (W, H) model input target; None: native
     flow_preset: str = "medium"  # DIS preset for ACCEL and temporal flows
     overwrite: bool = False  # recompute frames whose outputs exist
@@ -85,7 +86,7 @@ class InferOptions:
         bad = [s for s in self.save if s not in SAVE_CHOICES]
         if bad:
             raise UserError(f"--save: unknown output(s) {bad}; choose from {list(SAVE_CHOICES)}")
-        for name in ("batch_size", "stride_frames", "max_frames"):
+        for name in ("batch_size", "stride_frames", "max_frames", "pair_gap"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -138,15 +139,17 @@ class _Pipeline:
     # ------------------------------------------------------------------ main thread
 
     def selected(self) -> Iterator[tuple[Frame, Frame | None]]:
-        """(frame, previous input frame or None) for every frame the options select."""
-        prev, n, limit = None, 0, self.opts.max_frames
+        """(frame, earlier input frame or None) for every frame the options select: the frame
+        ``pair_gap`` input frames back (near the start, the first input frame)."""
+        earlier: deque[Frame] = deque(maxlen=self.opts.pair_gap)
+        n, limit = 0, self.opts.max_frames
         for frame in self.source:
             if frame.index % self.opts.stride_frames == 0:
-                yield frame, prev
+                yield frame, (earlier[0] if earlier else None)
                 n += 1
                 if limit is not None and n >= limit:
                     return  # before decoding another frame
-            prev = frame
+            earlier.append(frame)
 
     def _load(self, frame: Frame) -> np.ndarray:
         """``frame`` at the model size (fixing the sizes on the first frame read)."""
@@ -253,7 +256,7 @@ class _Pipeline:
         index = job.frame.index
         if self.prev_out is not None:
             prev_index, prev_small, prev_pred = self.prev_out
-            if job.flow is not None and prev_index == index - 1:
+            if job.flow is not None and prev_index == index - self.opts.pair_gap:
                 flow, valid = job.flow
             else:
                 flow, valid = self.temporal_flow(job.small, prev_small)
