@@ -304,7 +304,8 @@ def test_disc_in_main_optimizer_switch(tmp_path, original: bool):
         g = groups["discriminator"]
         assert (g["lr"], g["weight_decay"]) == (cfg.optim.lr, cfg.optim.weight_decay)
         fp16 = make_cfg("method.discriminator.enabled=true", flag, "train.amp=fp16")
-        with pytest.raises(ConfigError, match="disc_in_main_optimizer does not combine with train.amp=fp16"):
+        message = "disc_in_main_optimizer does not combine with train.amp=fp16"
+        with pytest.raises(ConfigError, match=message):
             Trainer(fp16, RunOptions(run_dir=tmp_path / "fp16", progress=False))
 
 
