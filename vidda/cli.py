@@ -90,10 +90,11 @@ def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         "source-only and an adapted (DACS + MIC) model from scratch with the configs in "
         "configs/demo/, evaluate both on the target domain and compare them. The last line "
         "of output reads 'demo: source_only=X adapted=Y gain=Z' (target mIoU, standard "
-        "protocol). About 10 minutes on 2 CPU cores; --quick: about 3. --video adds "
-        "video-technique rows and the pseudo-label accuracy before and after refinement.",
+        "protocol). About 9 minutes on 2 CPU cores, --quick about 3; --video adds two "
+        "video-technique rows (about 25 minutes in all) and the pseudo-label accuracy before "
+        "and after refinement.",
     )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (both runs)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (every run)")
     p.add_argument("--out", type=Path, default=Path("vidda_demo"), help="output folder")
     p.add_argument("--data", type=Path, default=None, help="synthetic data folder (default: cache)")
     p.add_argument("--seed", type=int, default=0, help="data-generation and training seed")
