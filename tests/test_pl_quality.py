@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,7 @@ def test_raw_accuracy_matches_the_teacher_argmax(run) -> None:
     teacher = build_segmentor(cfg.model, load_pretrained=False)
     teacher.load_state_dict(state["models"]["teacher"])
     teacher.eval()
-    ds_cfg = cfg.data.target
-    ds_cfg = type(ds_cfg)(**{**ds_cfg.__dict__, "crop_size": [], "flip": False})
+    ds_cfg = dataclasses.replace(cfg.data.target, crop_size=[], flip=False)
     clip = build_dataset(ds_cfg, train=False)[0]
     with torch.no_grad(), pseudo_mode(teacher):  # the teacher predicts as in training
         pred = teacher.inference(normalize(clip["frames"][-1:])).argmax(1)[0]
