@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from vidda.config.load import config_from_dict, merge_overrides
 from vidda.models.segmentors.accel import ACCEL
 from vidda.models.segmentors.encoder_decoder import EncoderDecoder
+from vidda.models.segmentors.hrda import HRDA
 from vidda.uda.method import StepContext
 from vidda.uda.methods import build_method
 
@@ -43,8 +44,8 @@ IMNET_STD = (58.395, 57.12, 57.375)
 TAU_FD = 0.005  # DAFormer's feature-distance weight, the default
 RARE = {3, 5, 12, 16, 18, 17, 7, 6, 15, 4, 11}  # the 11 rarest Cityscapes classes
 ATOL = 1e-9
+HR_CROP = 32  # HRDA's detail crop in the tests
 STEP = 2  # the iteration tested (of 3)
-DRAW_SEED = 8  # the step's random streams; this one opens the blur gates
 
 
 # --------------------------------------------------------------------------- stand-in networks
@@ -68,6 +69,11 @@ def single_student(seed: int = 0) -> EncoderDecoder:
     return EncoderDecoder(Float64(), Head(K).double())
 
 
+def hrda_student(seed: int = 0) -> HRDA:
+    torch.manual_seed(seed)
+    return HRDA(Float64(), Head(K).double(), Head(K).double(), hr_crop=(HR_CROP, HR_CROP))
+
+
 def accel_student(seed: int = 0) -> ACCEL:
     torch.manual_seed(seed)
     model = ACCEL(EncoderDecoder(Float64(), Head(K).double()), K).double()
@@ -83,6 +89,7 @@ class Nets:
     backbone: nn.Module
     head: nn.Module
     fusion: Tensor | None = None  # ACCEL's [K, 2K] 1x1 weight
+    attention: nn.Module | None = None  # HRDA's scale-attention head
 
     def features(self, x: Tensor) -> list[Tensor]:
         return self.backbone(x)
@@ -92,6 +99,8 @@ class Nets:
 
     def parameters(self) -> list[Tensor]:
         ps = [*self.backbone.parameters(), *self.head.parameters()]
+        if self.attention is not None:
+            ps += list(self.attention.parameters())
         return ps + ([self.fusion] if self.fusion is not None else [])
 
 
@@ -100,7 +109,8 @@ def nets_of(student: nn.Module) -> Nets:
     fusion = None
     if isinstance(student, ACCEL):
         fusion = student.fusion.weight.detach().clone()[:, :, 0, 0].requires_grad_(True)
-    nets = Nets(copy.deepcopy(base.backbone), copy.deepcopy(base.decode_head), fusion)
+    attention = copy.deepcopy(base.scale_attention) if isinstance(base, HRDA) else None
+    nets = Nets(copy.deepcopy(base.backbone), copy.deepcopy(base.decode_head), fusion, attention)
     for p in nets.parameters():
         p.requires_grad_(True)
     return nets
@@ -325,11 +335,13 @@ class Setup:
     """One composition: model kind, image size, config overrides and what the reference does."""
 
     accel: bool = False
+    hrda: bool = False
     h: int = 64
     w: int = 64
     blur: bool = True
     mix: bool = True
     fd: list[int] | None = None  # FD classes
+    fd_min_ratio: float = 0.75
     mic: float = 0.0  # MIC weight (0 = off)
     refine: list[str] | None = None  # strategies (None = off)
     fill: str = "bottom"
@@ -341,6 +353,7 @@ class Setup:
     consistent: bool = True  # ACCEL: frame t−k and the flow mixed with frame t's mask
     aug_per_frame: bool = False  # compat.mixup_aug_per_frame
     seed: int = 0
+    draw_seed: int = 8  # the step's random streams; 8 opens the blur gates of most setups
     extra: list[str] = field(default_factory=list)
 
     def overrides(self, tau: float) -> list[str]:
@@ -350,7 +363,8 @@ class Setup:
             o += ["model.segmentor=accel", f"method.consistent_mix={str(self.consistent).lower()}",
                   f"compat.mixup_aug_per_frame={str(self.aug_per_frame).lower()}"]  # fmt: skip
         if self.fd is not None:
-            o += ["method.fd.enabled=true", f"method.fd.classes={self.fd}"]
+            o += ["method.fd.enabled=true", f"method.fd.classes={self.fd}",
+                  f"method.fd.min_ratio={self.fd_min_ratio}"]  # fmt: skip
         if self.mic:
             o += ["method.mic.enabled=true", f"method.mic.weight={self.mic}",
                   "method.mic.block_size=16", "method.mic.mask_ratio=0.5"]  # fmt: skip
@@ -372,6 +386,8 @@ def teacher_logits(nets: Nets, x: Tensor, prev: Tensor | None = None,
     """Full-resolution teacher logits; ACCEL fuses the warped t−k logits."""
     size = tuple(x.shape[-2:])
     with torch.no_grad():
+        if nets.attention is not None:
+            return hrda_inference(nets, x)
         z = resize(nets.logits(x), size)
         if prev is None:
             return z
@@ -397,6 +413,51 @@ def student_logits(nets: Nets, x: Tensor, prev: Tensor | None = None,
     with torch.no_grad():
         z_tk = resize(nets.logits(prev), size)
     return fuse(nets, resize(nets.logits(x), size), z_tk, flow, valid)
+
+
+def hrda_context(nets: Nets, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+    """HRDA's context pass on the half-size image: features, logits S_lr, attention A."""
+    feats = nets.backbone(resize(x, (x.shape[-2] // 2, x.shape[-1] // 2)))
+    return feats, nets.head(feats), torch.sigmoid(nets.attention(feats))
+
+
+def hrda_train(nets: Nets, x: Tensor, draws: Draws) -> dict[str, Any]:
+    """HRDA's training pass: one detail crop per batch (offsets multiples of 8, y then x drawn),
+    attention zero outside the crop, S = A·S_hr(placed) + (1 − A)·S_lr at stride 4."""
+    h, w = x.shape[-2:]
+
+    def offset(margin: int) -> int:
+        return int(torch.randint(0, max((margin + 1) // 8, 1), (1,), generator=draws.g)) * 8
+
+    y1, x1 = offset(h - HR_CROP), offset(w - HR_CROP)
+    feats, s_lr, att = hrda_context(nets, x)
+    s_hr = nets.logits(x[:, :, y1 : y1 + HR_CROP, x1 : x1 + HR_CROP])
+    inside = torch.zeros_like(att)  # the crop's footprint at the context logits' stride 8
+    inside[:, :, y1 // 8 : (y1 + HR_CROP) // 8, x1 // 8 : (x1 + HR_CROP) // 8] = 1
+    att = att * inside
+    size = (h // 4, w // 4)
+    placed = s_hr.new_zeros((x.shape[0], K, *size))
+    placed[:, :, y1 // 4 : (y1 + HR_CROP) // 4, x1 // 4 : (x1 + HR_CROP) // 4] = s_hr
+    fused = resize(att, size) * placed + resize((1 - att) * s_lr, size)
+    return {"logits": fused, "hr": s_hr, "box": (y1, x1), "features": feats}
+
+
+def hrda_inference(nets: Nets, x: Tensor) -> Tensor:
+    """HRDA's inference: detail logits from crops at half-crop stride, averaged; full size."""
+    h, w = x.shape[-2:]
+    _, s_lr, att = hrda_context(nets, x)
+    total = x.new_zeros((x.shape[0], K, h // 4, w // 4), dtype=torch.float64)
+    count = torch.zeros(h // 4, w // 4, dtype=torch.float64)
+    step = HR_CROP // 2
+    for y in range(0, h - HR_CROP + 1, step):
+        for xx in range(0, w - HR_CROP + 1, step):
+            win = (slice(None), slice(None), slice(y // 4, (y + HR_CROP) // 4),
+                   slice(xx // 4, (xx + HR_CROP) // 4))  # fmt: skip
+            total[win] += nets.logits(x[:, :, y : y + HR_CROP, xx : xx + HR_CROP])
+            count[win[2:]] += 1
+    size = (h // 4, w // 4)
+    fused = resize(att, size) * (total / count) + resize((1 - att) * s_lr, size)
+    return resize(fused, (h, w))
 
 
 class Draws:
@@ -495,8 +556,8 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
                    tau: float) -> tuple[dict[str, float], Tensor, list[Tensor]]:  # fmt: skip
     """The whole DACS iteration; returns the logged terms, the student's total loss and the
     discriminator's loss gradient."""
-    rng = np.random.default_rng(DRAW_SEED)
-    draws = Draws(DRAW_SEED)
+    rng = np.random.default_rng(s.draw_seed)
+    draws = Draws(s.draw_seed)
     i0, i1 = src["frames"].shape[1] - 1, src["frames"].shape[1] - 2  # frames t and t−1
     y_s = src["label"].long()
     xs, xt = norm(src["frames"][:, i0]), norm(tgt["frames"][:, i0])
@@ -505,21 +566,40 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
     ft, vt = tgt["flows"][:, i0], tgt["flow_valid"][:, i0]
     two = s.accel
     logs: dict[str, float] = {}
+    total = torch.zeros((), dtype=torch.float64)
 
-    # source (+ FD on the same forward)
-    if two:
-        z_s = student_logits(st, xs, xs_p, fs, vs)
-    else:
-        feats = st.features(xs)
-        z_s = st.head(feats)
-    total = ce(z_s, y_s)
-    logs["loss_seg_src"] = float(total.detach())
+    def forward(x: Tensor, *pair: Tensor) -> dict[str, Any]:
+        """The student's training outputs for frame t (and, ACCEL, frame t−k and the flow)."""
+        if s.hrda:
+            return hrda_train(st, x, draws)
+        if pair:
+            return {"logits": student_logits(st, x, *pair)}
+        feats = st.features(x)
+        return {"logits": st.head(feats), "features": feats}
+
+    def loss_terms(out: dict[str, Any], label: Tensor, weight: Tensor | None = None):
+        if not s.hrda:
+            return {"loss_seg": ce(out["logits"], label, weight)}
+        y1, x1 = out["box"]
+        crop = (slice(None), slice(y1, y1 + HR_CROP), slice(x1, x1 + HR_CROP))
+        w_hr = None if weight is None else weight[crop]
+        return {"loss_seg": 0.9 * ce(out["logits"], label, weight),
+                "loss_seg_hr": 0.1 * ce(out["hr"], label[crop], w_hr)}  # fmt: skip
+
+    def add(tag: str, terms: dict[str, Tensor], scale: float = 1.0) -> None:
+        nonlocal total
+        for k, v in terms.items():
+            logs[f"{k}_{tag}" if tag else k] = float(scale * v.detach())
+            total = total + scale * v
+
+    # source (+ FD on the same forward; HRDA: the context features, the image at half size)
+    out_s = forward(xs, xs_p, fs, vs) if two else forward(xs)
+    add("src", loss_terms(out_s, y_s))
     if imnet is not None:
         with torch.no_grad():
-            ref = imnet(xs)[-1]
-        fd = TAU_FD * fd_reference(feats[-1], ref, y_s, s.fd or [])
-        logs["loss_fd"] = float(fd.detach())
-        total = total + fd
+            ref = imnet(resize(xs, (xs.shape[-2] // 2, xs.shape[-1] // 2)) if s.hrda else xs)[-1]
+        add("", {"loss_fd": TAU_FD * fd_reference(out_s["features"][-1], ref, y_s, s.fd or [],
+                                                   s.fd_min_ratio)})
 
     # pseudo-label of frame t (and t−k)
     margins, gt = tgt["pl_valid"], tgt["label"]
@@ -527,10 +607,9 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
     logs["pl_weight"] = float(cur["weight"].mean())
     logs["pl_acc_raw"] = pl_acc(cur["label"], gt)[0]
 
-    def target_loss(label: Tensor, weight: Tensor) -> Tensor:
+    def target_loss(label: Tensor, weight: Tensor) -> dict[str, Tensor]:
         if not s.mix:
-            z = student_logits(st, xt, *((xt_p, ft, vt) if two else ()))
-            return ce(z, label, weight)
+            return loss_terms(forward(xt, *((xt_p, ft, vt) if two else ())), label, weight)
         masks = classmix_masks(y_s, rng)
         x_mix = paste(masks, xs, xt)
         if two:
@@ -544,12 +623,12 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
             else:  # one draw per clip for both frames
                 clip = mixed_aug(torch.stack((x_mix, p_mix), 1), draws, s.blur, clips=True)
                 x_aug, p_aug = clip[:, 0], clip[:, 1]
-            z = student_logits(st, x_aug, p_aug, f_mix, v_mix)
+            out = forward(x_aug, p_aug, f_mix, v_mix)
         else:
-            z = student_logits(st, mixed_aug(x_mix, draws, s.blur, clips=False))
+            out = forward(mixed_aug(x_mix, draws, s.blur, clips=False))
         mixed_label = paste(masks, y_s, label)
         mixed_weight = paste(masks, torch.ones_like(weight), weight)
-        return ce(z, mixed_label, mixed_weight)
+        return loss_terms(out, mixed_label, mixed_weight)
 
     if s.refine is not None and s.begin <= STEP:
         xt_pp = norm(tgt["frames"][:, i1 - 1]) if two else None
@@ -557,14 +636,10 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
         prev = pseudo(teacher_logits(teacher, xt_p, *prev_in), tau, margins)
         label, weight = refine_reference(s, cur, prev, ft, vt, gt, y_s.shape[-2])
         logs["pl_acc_refined"], logs["pl_coverage_refined"] = pl_acc(label, gt)
-        warp = s.l_warp * target_loss(label, weight)
-        logs["loss_seg_warp"] = float(warp.detach())
-        total = total + warp
+        add("warp", target_loss(label, weight), s.l_warp)
     w_mix = s.l_mix if s.refine is not None else 1.0
     if w_mix > 0:
-        mixed = w_mix * target_loss(cur["label"], cur["weight"])
-        logs["loss_seg_mix"] = float(mixed.detach())
-        total = total + mixed
+        add("mix", target_loss(cur["label"], cur["weight"]), w_mix)
 
     if s.mic:  # colour augmentation (blur eligible), one block mask for the frame(s)
         frames = torch.stack((xt, xt_p), 1) if two else xt[:, None]
@@ -575,31 +650,26 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
         keep = (draws.rand(B, 1, round(h / 16), round(w / 16)) > 0.5).float()
         keep = keep.repeat_interleave(16, 2).repeat_interleave(16, 3)[:, None]
         frames = frames * keep
-        z = student_logits(st, frames[:, 0], *((frames[:, 1], ft, vt) if two else ()))
-        mic = s.mic * ce(z, cur["label"], cur["weight"])
-        logs["loss_seg_mic"] = float(mic.detach())
-        total = total + mic
+        out = forward(frames[:, 0], *((frames[:, 1], ft, vt) if two else ()))
+        add("mic", loss_terms(out, cur["label"], cur["weight"]), s.mic)
 
     d_grads: list[Tensor] = []
     if d_params is not None:  # LS-GAN video discriminator, source 0, target 1
         size = (xt.shape[-2] // 2, xt.shape[-1] // 2)
         if two:
-            xs_pp, xt_pp = norm(src["frames"][:, i1 - 1]), norm(tgt["frames"][:, i1 - 1])
-            ps = (xs_pp, src["flows"][:, i1], src["flow_valid"][:, i1])
-            pt = (xt_pp, tgt["flows"][:, i1], tgt["flow_valid"][:, i1])
-            with torch.no_grad():
-                d_src = disc_input(student_logits(st, xs, xs_p, fs, vs),
-                                   student_logits(st, xs_p, *ps), size)  # fmt: skip
-            d_trg = disc_input(student_logits(st, xt, xt_p, ft, vt),
-                               student_logits(st, xt_p, *pt), size)  # fmt: skip
+            def earlier(c: dict[str, Any]) -> tuple[Tensor, ...]:  # (t−1, t−2, flow of t−1)
+                return norm(c["frames"][:, i1]), norm(c["frames"][:, i1 - 1]), \
+                    c["flows"][:, i1], c["flow_valid"][:, i1]  # fmt: skip
+
+            pairs_s = [(xs, xs_p, fs, vs), earlier(src)]
+            pairs_t = [(xt, xt_p, ft, vt), earlier(tgt)]
         else:
-            with torch.no_grad():
-                d_src = disc_input(st.logits(xs), st.logits(xs_p), size)
-            d_trg = disc_input(st.logits(xt), st.logits(xt_p), size)
+            pairs_s, pairs_t = [(xs,), (xs_p,)], [(xt,), (xt_p,)]
+        with torch.no_grad():
+            d_src = disc_input(*(forward(*p)["logits"] for p in pairs_s), size)
+        d_trg = disc_input(*(forward(*p)["logits"] for p in pairs_t), size)
         frozen = [p.detach() for p in d_params]
-        adv = 2.0 * 0.5 * disc_forward(frozen, d_trg).pow(2).mean()
-        logs["loss_adv"] = float(adv.detach())
-        total = total + adv
+        add("", {"loss_adv": 2.0 * 0.5 * disc_forward(frozen, d_trg).pow(2).mean()})
         out_s = disc_forward(d_params, d_src.detach())
         out_t = disc_forward(d_params, d_trg.detach())
         d_loss = 2.0 * (0.5 * out_s.pow(2).mean() + 0.5 * (out_t - 1).pow(2).mean())
@@ -615,6 +685,8 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
 def run_composition(s: Setup) -> None:
     offsets = [-2, -1, 0]
     student = accel_student(s.seed) if s.accel else single_student(s.seed)
+    if s.hrda:
+        student = hrda_student(s.seed)
     src = make_clip(3, s.h, s.w, 10 + s.seed, (1.25, 0.25))
     tgt = make_clip(3, s.h, s.w, 20 + s.seed, (-0.75, 1.25), ignore=False)
 
@@ -648,7 +720,7 @@ def run_composition(s: Setup) -> None:
     def backward(loss: Tensor) -> None:
         loss.backward()
 
-    g, rng = torch.Generator().manual_seed(DRAW_SEED), np.random.default_rng(DRAW_SEED)
+    g, rng = torch.Generator().manual_seed(s.draw_seed), np.random.default_rng(s.draw_seed)
     ctx = StepContext(STEP, g, rng, backward)
     logs, _ = method.train_step({"source": src, "target": tgt}, ctx)
 
@@ -661,7 +733,7 @@ def run_composition(s: Setup) -> None:
 
     grads = torch.autograd.grad(total, st.parameters())
     base = student.segmentor if s.accel else student
-    params = [*base.backbone.parameters(), *base.decode_head.parameters()]
+    params = list(base.parameters())
     got_grads = [p.grad for p in params]
     if s.accel:
         got_grads.append(student.fusion.weight.grad[:, :, 0, 0])
@@ -709,6 +781,10 @@ COMPOSITIONS = {
     "refine_warped_as_is_fill_none": Setup(refine=[], h=32, w=256, fill="none"),
     "refine_consis_max_conf_fill_all": Setup(refine=["max_conf", "consis"], h=32, w=256,
                                              fill="all", seed=1),  # fmt: skip
+    "hrda": Setup(hrda=True, draw_seed=1),
+    "hrda_fd_mic": Setup(hrda=True, fd=[1, 3], fd_min_ratio=0.3, mic=0.7, draw_seed=1),
+    "hrda_refine_consis": Setup(hrda=True, refine=["consis"], h=32, w=256, seed=1, draw_seed=1),
+    "hrda_discriminator": Setup(hrda=True, disc=True, seed=2, draw_seed=1),
     "video_discriminator": Setup(disc=True),
     "video_discriminator_consis": Setup(disc=True, refine=["consis"], h=64, w=256),
     "accel_mixup": Setup(accel=True),
