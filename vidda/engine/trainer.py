@@ -190,6 +190,7 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_stale_temporaries(self.run_dir)  # left by a writer killed mid-save
             save_config(cfg, self.run_dir / "config.yaml")
         path = self._resume_path()
         if path is not None:
