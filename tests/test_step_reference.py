@@ -289,14 +289,18 @@ def labels(h: int, w: int, seed: int, ignore: bool = True) -> Tensor:
 
 def make_clip(t: int, h: int, w: int, seed: int, flow: tuple[float, float],
               ignore: bool = True) -> dict[str, Any]:  # fmt: skip
-    """A clip batch of ``t`` random frames; each frame's flow is the constant ``flow`` (u, v) plus
-    a per-frame 0.25 px drift, invalid on a band of rows; margins exclude a top row and a column."""
+    """A clip batch of ``t`` random frames. Frame i of batch element b has the constant flow
+    ``(u + 0.75 i + 2b, v + 0.75 i)``; for u, v ≡ ±0.25 (mod 1) neither a flow nor the sum of two
+    consecutive ones is at half a pixel, so nearest sampling is unambiguous. Flows are invalid
+    on a band of rows that moves with i, b and the seed; margins exclude a top row and a column."""
     g = torch.Generator().manual_seed(seed)
     flows = torch.zeros(B, t, 2, h, w)
-    for i in range(t):
-        flows[:, i, 0], flows[:, i, 1] = flow[0] + 0.25 * i, flow[1] - 0.25 * i
     valid = torch.ones(B, t, h, w, dtype=torch.bool)
-    valid[:, :, h // 2 : h // 2 + 2] = False
+    for b in range(B):
+        for i in range(t):
+            flows[b, i, 0], flows[b, i, 1] = flow[0] + 0.75 * i + 2 * b, flow[1] + 0.75 * i
+            row = (3 + 5 * i + 7 * b + seed) % (h - 2)
+            valid[b, i, row : row + 2] = False
     margins = torch.ones(B, h, w, dtype=torch.bool)
     margins[:, :1], margins[:, :, -1:] = False, False
     return {
@@ -352,12 +356,14 @@ class Setup:
     disc: bool = False
     consistent: bool = True  # ACCEL: frame t−k and the flow mixed with frame t's mask
     aug_per_frame: bool = False  # compat.mixup_aug_per_frame
+    k: int = 1  # method.frame_distance
     seed: int = 0
     draw_seed: int = 8  # the step's random streams; 8 opens the blur gates of most setups
     extra: list[str] = field(default_factory=list)
 
     def overrides(self, tau: float) -> list[str]:
-        o = [f"method.pseudo_threshold={tau!r}", f"method.blur={str(self.blur).lower()}",
+        o = [f"method.pseudo_threshold={tau!r}", f"method.frame_distance={self.k}",
+             f"method.blur={str(self.blur).lower()}",
              f"method.mix={'class' if self.mix else 'none'}", *self.extra]  # fmt: skip
         if self.accel:
             o += ["model.segmentor=accel", f"method.consistent_mix={str(self.consistent).lower()}",
@@ -544,6 +550,18 @@ def refine_reference(s: Setup, cur: dict[str, Tensor], prev: dict[str, Tensor], 
     return label, weight
 
 
+def chained(clip: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
+    """Flow from frame i to frame i − 2: f_i(p) + f_{i−1}(p + f_i(p)) (bilinear), valid where
+    f_i is, where every neighbour of f_{i−1} read is, and where the end point is inside."""
+    f0, v0 = clip["flows"][:, i], clip["flow_valid"][:, i]
+    f1, v1 = clip["flows"][:, i - 1], clip["flow_valid"][:, i - 1]
+    second, inside = bilinear_at(f1.double(), f0)
+    ok1, _ = bilinear_at(v1[:, None].double(), f0)
+    flow = f0.double() + second
+    _, inside_end = bilinear_at(torch.zeros_like(flow[:, :1]), flow)
+    return flow.float(), v0 & inside & (ok1[:, 0] > 1 - 1e-4) & inside_end
+
+
 def pl_acc(label: Tensor, gt: Tensor) -> tuple[float, float]:
     labelled = gt != 255
     kept = labelled & (label != 255)
@@ -633,8 +651,13 @@ def reference_step(s: Setup, st: Nets, teacher: Nets, imnet: nn.Module | None,
     if s.refine is not None and s.begin <= STEP:
         xt_pp = norm(tgt["frames"][:, i1 - 1]) if two else None
         prev_in = (xt_pp, tgt["flows"][:, i1], tgt["flow_valid"][:, i1]) if two else ()
-        prev = pseudo(teacher_logits(teacher, xt_p, *prev_in), tau, margins)
-        label, weight = refine_reference(s, cur, prev, ft, vt, gt, y_s.shape[-2])
+        if s.k == 1:
+            prev = pseudo(teacher_logits(teacher, xt_p, *prev_in), tau, margins)
+            flow, valid = ft, vt
+        else:  # frame t−2, the flows t → t−1 → t−2 chained
+            prev = pseudo(teacher_logits(teacher, norm(tgt["frames"][:, i0 - 2])), tau, margins)
+            flow, valid = chained(tgt, i0)
+        label, weight = refine_reference(s, cur, prev, flow, valid, gt, y_s.shape[-2])
         logs["pl_acc_refined"], logs["pl_coverage_refined"] = pl_acc(label, gt)
         add("warp", target_loss(label, weight), s.l_warp)
     w_mix = s.l_mix if s.refine is not None else 1.0
@@ -749,11 +772,11 @@ def run_composition(s: Setup) -> None:
 
 
 def threshold_between(teacher: Nets, tgt: dict[str, Any], accel: bool) -> float:
-    """A confidence threshold that about half the target pixels of frames t and t−1 pass, far
+    """A confidence threshold that about half the target pixels of every frame pass, far
     from every pixel's confidence (so the quality weight is neither 0 nor 1 and no tie decides)."""
     f = tgt["frames"]
     confs = []
-    for i in (f.shape[1] - 1, f.shape[1] - 2):
+    for i in (0, 1, 2):
         x = norm(f[:, i])
         extra = (norm(f[:, i - 1]), tgt["flows"][:, i], tgt["flow_valid"][:, i]) if accel else ()
         confs.append(teacher_logits(teacher, x, *extra).double().softmax(1).amax(1).flatten())
@@ -773,6 +796,7 @@ COMPOSITIONS = {
     "dacs_mic": Setup(mic=0.7),
     "dacs_fd_mic": Setup(fd=[0, 2, 4], mic=1.3, seed=1),
     "refine_consis": Setup(refine=["consis"], h=32, w=256, mic=0.7),
+    "refine_consis_k2": Setup(refine=["consis"], h=32, w=256, k=2),
     "refine_max_conf": Setup(refine=["max_conf"], h=32, w=256),
     "refine_warp_frame": Setup(refine=["warp_frame"], h=32, w=256, thresholds=(0.3, 0.0)),
     "refine_consis_conf": Setup(refine=["consis_conf"], h=32, w=256, thresholds=(0.0, 0.3)),
