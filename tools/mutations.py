@@ -455,11 +455,9 @@ _add("refine_warp_frame_drops_invalid", "refine", F,
      "warp_frame also drops pixels with invalid warped probabilities (e.g. filled ones)",
      T_REFINE)
 _add("refine_consis_conf_or", "refine", F,
-     "keep = (label == cur_label) & (c_t > thr)", "keep = (label == cur_label) | (c_t > thr)",
+     "keep = (label == cur_label) & (c_t > threshold)",
+     "keep = (label == cur_label) | (c_t > threshold)",
      "consis_conf keeps pixels that agree OR are confident", T_REFINE)
-_add("refine_consis_conf_clamp_max", "refine", F,
-     "thr = thr.clamp(min=threshold)", "thr = thr.clamp(max=threshold)",
-     "class thresholds capped by the global threshold instead of floored", T_REFINE)
 _add("refine_rare_vs_rare", "refine", F,
      "take_warp = differ & rare_warp & ~rare_cur", "take_warp = differ & rare_warp",
      "rare_class takes the warped label even when frame t's is rare too", T_REFINE)

@@ -1,4 +1,4 @@
-"""Flow-based pseudo-label refinement (``shared/spec/video_techniques.md`` §3).
+"""Flow-based pseudo-label refinement: the teacher's label of frame t−k warped onto frame t.
 
 The teacher labels frame t and the earlier frame t−k; frame t−k's pseudo-label is warped onto frame
 t with the backward flow ``f_t`` (:func:`warp_pseudo_label`), holes are optionally filled from frame
@@ -9,7 +9,7 @@ Tensors: labels int64 ``[B, H, W]`` (255 = ignore), weights float ``[B, H, W]``,
 float ``[B, C, H, W]``. Every function returns new tensors and leaves its inputs untouched; all
 are per-pixel, so the whole batch is processed at once (the original looped over images).
 
-Strategies, always applied in this fixed order whatever order the list gives (spec §3.4):
+Strategies, always applied in the original code's fixed order whatever order the list gives:
 
 =============  ==================================  ========================================
 name           function                            original flag
@@ -113,7 +113,7 @@ class PL:
     valid: Tensor | None = None
 
 
-# --------------------------------------------------------------------------- warping (§3.2)
+# --------------------------------------------------------------------------- warping
 
 
 def warp_pseudo_label(
@@ -160,7 +160,7 @@ def warp_pseudo_label(
     return PL(label, weight, probs, ok)
 
 
-# --------------------------------------------------------------------------- hole filling (§3.3)
+# --------------------------------------------------------------------------- hole filling
 
 
 def fill_row_limit(height: int, source_crop_height: int | None = None) -> int:
@@ -220,7 +220,7 @@ def fill_holes(
     return torch.where(take, cur_label, warped_label), torch.where(take, cur_weight, warped_weight)
 
 
-# --------------------------------------------------------------------------- strategies (§3.4)
+# --------------------------------------------------------------------------- strategies
 
 
 def _drop(label: Tensor, weight: Tensor, bad: Tensor) -> tuple[Tensor, Tensor]:
@@ -290,23 +290,11 @@ def consistency_confidence(
     cur_label: Tensor,
     cur_probs: Tensor,
     threshold: float = 0.0,
-    class_thresholds: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``consis_conf``: keep pixels where the warped label equals frame t's **and** frame t's max
-    probability exceeds the threshold; elsewhere 255 / weight 0.
-
-    Args:
-        class_thresholds: optional float ``[C]``; the threshold of a pixel becomes
-            ``max(threshold, class_thresholds[frame t's class])`` (the original kept running means
-            of sampled confidences per class; here the caller supplies them).
-    """
+    probability exceeds the threshold; elsewhere 255 / weight 0."""
     c_t = cur_probs.max(dim=1).values
-    if class_thresholds is not None:
-        thr = class_thresholds.to(c_t)[cur_label.clamp(0, class_thresholds.numel() - 1)]
-        thr = thr.clamp(min=threshold)
-    else:
-        thr = torch.full_like(c_t, threshold)
-    keep = (label == cur_label) & (c_t > thr)
+    keep = (label == cur_label) & (c_t > threshold)
     return _drop(label, weight, ~keep)
 
 
@@ -371,7 +359,7 @@ def class_restrict(
     return _drop(label, weight, drop)
 
 
-# --------------------------------------------------------------------------- pipeline (§3.7)
+# --------------------------------------------------------------------------- pipeline
 
 
 def _need(obj: Tensor | None, what: str, strategy: str) -> Tensor:
@@ -390,7 +378,6 @@ def refine(
     source_crop_height: int | None = None,
     warp_frame_threshold: float = 0.0,
     consis_conf_threshold: float = 0.0,
-    class_thresholds: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Refined pseudo-label of frame t from its own and the warped frame t−k pseudo-label.
 
@@ -406,7 +393,7 @@ def refine(
             "all" (``pl_fill``); applied before the strategies (:func:`fill_holes`).
         source_crop_height: the source crop height read by the "bottom" fill.
         warp_frame_threshold: τ of ``warp_frame`` (papers: 0.0, a no-op).
-        consis_conf_threshold, class_thresholds: of ``consis_conf``.
+        consis_conf_threshold: the threshold of ``consis_conf``.
     Returns:
         label int64 ``[B, H, W]`` (255 = ignore) and weight ``[B, H, W]`` (0 wherever the label is
         255 after any dropping strategy).
@@ -444,7 +431,6 @@ def refine(
             cur.label,
             _need(cur.probs, "frame t's probabilities", "consis_conf"),
             consis_conf_threshold,
-            class_thresholds,
         )
     if "rare_class" in names:
         label = rare_class_filter(cur.label, label, rare_common_compare=True)
@@ -457,33 +443,31 @@ def refine(
     return label, weight
 
 
-# --------------------------------------------------------------------------- training (§3.5)
+# --------------------------------------------------------------------------- training
 
 
 @dataclass
 class RefineSchedule:
-    """How the original trains the refined pseudo-label (spec §3.5–3.6).
+    """How the original trains the refined pseudo-label.
 
     From ``begin`` on, the refined label (in place of frame t's) goes through the ordinary ClassMix
-    (``warp_cutmix``: source classes pasted onto target frame t; label = source GT where pasted,
-    refined label elsewhere; weight = 1 where pasted, refined weight elsewhere) and the student's
-    loss on it is scaled by ``l_warp_lambda`` ("L_warp"). The ordinary DACS mix loss on the
-    unrefined label is scaled by ``l_mix_lambda``. The paper's refinement runs use 1.0 / 0.0 /
-    1500, so **no target loss at all is trained before step 1500** (the original's behaviour);
-    ``begin = 0`` avoids that gap. MIC's masked loss, when enabled, always uses frame t's unrefined
-    pseudo-label.
+    (the original's ``--warp-cutmix``, on in every paper run: source classes pasted onto target
+    frame t; label = source GT where pasted, refined label elsewhere; weight = 1 where pasted,
+    refined weight elsewhere) and the student's loss on it is scaled by ``l_warp_lambda``
+    ("L_warp"). The ordinary DACS mix loss on the unrefined label is scaled by ``l_mix_lambda``.
+    The paper's refinement runs use 1.0 / 0.0 / 1500, so **no target loss at all is trained before
+    step 1500** (the original's behaviour); ``begin = 0`` avoids that gap. MIC's masked loss, when
+    enabled, always uses frame t's unrefined pseudo-label.
 
     Attributes:
         l_warp_lambda: weight of the loss on the refined (warped) pseudo-label.
         l_mix_lambda: weight of the ordinary mix loss on frame t's unrefined pseudo-label.
         begin: first step (0-based iteration counter) at which the refined loss is used.
-        warp_cutmix: ClassMix the refined label with the source (else plain target training).
     """
 
     l_warp_lambda: float = 1.0
     l_mix_lambda: float = 0.0
     begin: int = 1500
-    warp_cutmix: bool = True
 
     def __post_init__(self) -> None:
         if self.l_warp_lambda < 0 or self.l_mix_lambda < 0:
