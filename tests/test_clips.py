@@ -50,7 +50,7 @@ def test_cityscapes_seq_clip_has_the_right_frames_label_and_flows(tmp_path: Path
     sample = ds[1]
     assert frames_of(sample) == [frame_value(f) for f in (311, 312, 313)]
     assert tuple(sample["frames"][0, :, 0, 0].tolist()) == (10, 20, 30)  # R,G,B order kept
-    assert sample["has_flow"].tolist() == [False, True, True]
+    assert sample["flow_valid"].flatten(1).any(1).tolist() == [False, True, True]
     assert torch.allclose(sample["flows"][2, 0], torch.full((24, 40), 313 / 8))
     assert torch.allclose(sample["flows"][1, 0], torch.full((24, 40), 312 / 8))
     assert sample["label"].dtype == torch.uint8 and set(sample["label"].unique().tolist()) == {
@@ -62,7 +62,7 @@ def test_cityscapes_seq_clip_has_the_right_frames_label_and_flows(tmp_path: Path
         train=False,
     )
     assert frames_of(val[0]) == [frame_value(f) for f in (292, 293, 294)]
-    assert val[0]["has_flow"].tolist() == [False, False, True]
+    assert val[0]["flow_valid"].flatten(1).any(1).tolist() == [False, False, True]
 
 
 def test_viper_and_synthia_and_published_flow_roots(tmp_path: Path):
@@ -76,7 +76,8 @@ def test_viper_and_synthia_and_published_flow_roots(tmp_path: Path):
         root=str(root),
         flow_roots=[None, "flow/backward_k1/train", str(root / "flow/backward_k1/train")],
     )
-    assert build_dataset(cfg, train=False)[0]["has_flow"].tolist() == [False, True, True]
+    has_flow = build_dataset(cfg, train=False)[0]["flow_valid"].flatten(1).any(1)
+    assert has_flow.tolist() == [False, True, True]
 
     sroot = synthia_seq(tmp_path / "synthia")
     sds = build_dataset(DatasetConfig(type="synthia-seq", root=str(sroot)), train=False)

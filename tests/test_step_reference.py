@@ -308,7 +308,6 @@ def make_clip(t: int, h: int, w: int, seed: int, flow: tuple[float, float],
         "label": labels(h, w, seed + 1, ignore),
         "flows": flows,
         "flow_valid": valid,
-        "has_flow": torch.ones(B, t, dtype=torch.bool),
         "pl_valid": margins,
     }
 

@@ -83,7 +83,6 @@ def clip(values: tuple[int, ...], flow_u: float, label: int | None = None) -> di
         "label": lab[None].repeat(2, 1, 1).to(torch.uint8),
         "flows": torch.zeros(2, t, 2, H, W).index_fill_(2, torch.tensor([0]), flow_u),
         "flow_valid": torch.ones(2, t, H, W, dtype=torch.bool),
-        "has_flow": torch.ones(2, t, dtype=torch.bool),
         "pl_valid": torch.ones(2, H, W, dtype=torch.bool),
     }
 

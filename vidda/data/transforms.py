@@ -50,8 +50,8 @@ class ClipTransform:
 
         Returns a sample dict (T frames, output size H×W):
             frames uint8 [T, 3, H, W] R,G,B; label uint8 [H, W] (255 where unknown);
-            flows float32 [T, 2, H, W] (0 where absent); flow_valid bool [T, H, W];
-            has_flow bool [T]; pl_valid bool [H, W] (pixels allowed to carry pseudo-labels);
+            flows float32 [T, 2, H, W] (0 where absent); flow_valid bool [T, H, W] (all False
+            where absent); pl_valid bool [H, W] (pixels allowed to carry pseudo-labels);
             name str; orig_size int64 [2] (native H, W); flip bool.
         """
         h0, w0 = clip.frames[-1].shape[:2]
@@ -240,7 +240,6 @@ def _to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
         "label": torch.from_numpy(np.ascontiguousarray(sample["label"])),
         "flows": flows,
         "flow_valid": valid,
-        "has_flow": torch.tensor([f is not None for f in sample["flows"]]),
         "pl_valid": torch.from_numpy(np.ascontiguousarray(sample["pl_valid"])),
     }
 
