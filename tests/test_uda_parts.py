@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidda.config.schema import FDConfig
 from vidda.models.backbones.mit import DropPath
 from vidda.uda.augment import (
     StrongAugParams,
@@ -37,7 +38,6 @@ from vidda.uda.augment import (
 )
 from vidda.uda.fd import (
     FD_CLASSES_GTA_SYNTHIA,
-    FD_CLASSES_VIPER,
     downscale_label_ratio,
     feature_distance,
 )
@@ -620,4 +620,4 @@ def test_feature_distance_empty_mask_is_zero_without_nan():
 
 def test_fd_class_lists():
     assert FD_CLASSES_GTA_SYNTHIA == (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
-    assert tuple(c for c in FD_CLASSES_GTA_SYNTHIA if c != 12) == FD_CLASSES_VIPER
+    assert FDConfig().classes == list(FD_CLASSES_GTA_SYNTHIA)  # the config default (a copy)

@@ -525,10 +525,9 @@ _add("fd_l1_norm", "fd", F,
 _add("fd_mean_over_all", "fd", F,
      "return total / mask.sum().clamp_min(1).to(total.dtype)", "return total / mask.numel()",
      "FD averaged over all locations instead of the selected ones", T_FD)
-_add("fd_viper_with_rider", "fd", F,
-     "(6, 7, 11, 13, 14, 15, 16, 17, 18)  # no rider (12)",
-     "(6, 7, 11, 12, 13, 14, 15, 16, 17, 18)  # no rider (12)",
-     "VIPER FD classes include rider, which VIPER lacks", T_FD)
+_add("fd_default_without_rider", "fd", F,
+     "(6, 7, 11, 12, 13, 14, 15, 16, 17, 18)", "(6, 7, 11, 13, 14, 15, 16, 17, 18)",
+     "default FD classes (GTA/SYNTHIA sources) miss rider", T_FD)
 
 # vidda/uda/mic.py ------------------------------------------------------------------------
 

@@ -1,10 +1,10 @@
-"""ImageNet feature distance (FD) of DAFormer (``shared/spec/image_da_core.md`` §5.2).
+"""ImageNet feature distance (FD) of DAFormer.
 
 FD = mean, over the feature locations whose down-scaled source label is a "thing" class, of the L2
 norm (over channels) of ``f_student − f_imnet``. The label is down-scaled by
 :func:`downscale_label_ratio` with ``s = W_label // W_feat``. The loss term is ``λ_fd · FD``
 (λ_fd = 0.005). When no location is selected the result is a zero that still belongs to the
-student's graph (zero gradient, no NaN) — the "skip" the spec recommends.
+student's graph (zero gradient, no NaN), so the term is skipped without a special case.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from torch import Tensor
 
 __all__ = [
     "FD_CLASSES_GTA_SYNTHIA",
-    "FD_CLASSES_VIPER",
     "downscale_label_ratio",
     "fd_mask",
     "feature_distance",
 ]
 
 FD_CLASSES_GTA_SYNTHIA: tuple[int, ...] = (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
-FD_CLASSES_VIPER: tuple[int, ...] = (6, 7, 11, 13, 14, 15, 16, 17, 18)  # no rider (12)
+"""DAFormer's FD classes: traffic light and sign, and the eight thing classes (person … bicycle).
+Runs with a VIPER source list them without rider (12), which VIPER lacks
+(``configs/_base_/data/viper_*.yaml``)."""
 
 
 def downscale_label_ratio(
