@@ -8,9 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
+import torch.distributed as dist
 
 from vidda.data.datasets.synthetic import SynthConfig, generate
+from vidda.engine import distributed
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "demo"
 
@@ -19,15 +22,18 @@ SCRIPT = textwrap.dedent(
     import sys, torch, torch.distributed as dist
     from pathlib import Path
     from vidda.config import load_config
+    from vidda.engine.distributed import distributed_run
     from vidda.engine.trainer import RunOptions, Trainer
 
     cfg_path, out, *overrides = sys.argv[1:]
     cfg = load_config(cfg_path, overrides)
-    trainer = Trainer(cfg, RunOptions(Path(out), progress=False))
-    result = trainer.run()
-    rank = dist.get_rank()
+    with distributed_run(cfg.train.device) as info:  # as vidda.engine.run.train joins the group
+        trainer = Trainer(cfg, RunOptions(Path(out), progress=False), info)
+        result = trainer.run()
+        rank, world = dist.get_rank(), dist.get_world_size()
+    assert not dist.is_initialized()  # the group is left at the end of the run
     state = {k: v.clone() for k, v in trainer.student.state_dict().items()}
-    torch.save({"world": dist.get_world_size(), "step": result["step"], "student": state},
+    torch.save({"world": world, "step": result["step"], "student": state},
                Path(out) / f"rank{rank}.pt")
     """
 )
@@ -61,3 +67,28 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path: Path):
         assert torch.equal(value, b[key]), key
     assert (tmp_path / "run" / "latest.pt").is_file()  # written by rank 0 only
     assert not (tmp_path / "run" / "rank1").exists()
+
+
+def test_distributed_run_leaves_only_a_group_it_joined(tmp_path: Path, monkeypatch):
+    if not dist.is_available():
+        pytest.skip("torch.distributed unavailable")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the group itself has one rank
+    monkeypatch.setenv("RANK", "0")
+    store, real_init = f"file://{tmp_path / 'store'}", dist.init_process_group
+
+    def init(backend: str) -> None:
+        real_init(backend, init_method=store, rank=0, world_size=1)
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", init)
+    with pytest.raises(RuntimeError, match="boom"), distributed.distributed_run("cpu") as info:
+        assert info.enabled and dist.is_initialized()
+        raise RuntimeError("boom")
+    assert not dist.is_initialized()  # joined here: left at the end, also after an error
+
+    init("gloo")  # a caller that joined the group itself keeps it
+    try:
+        with distributed.distributed_run("cpu") as info:
+            assert info.enabled
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

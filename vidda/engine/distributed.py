@@ -9,6 +9,8 @@ to files and writes checkpoints; metrics are reduced across ranks.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -77,3 +79,17 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def distributed_run(device: str = "auto") -> Iterator[DistInfo]:
+    """:func:`init_distributed` for one run (``vidda train``, ``vidda eval``); at its end, also
+    on an error, the process group is destroyed — only when this call created it, so a caller
+    that had joined a group itself keeps it."""
+    owned = not (dist.is_available() and dist.is_initialized())
+    info = init_distributed(device)
+    try:
+        yield info
+    finally:
+        if owned:
+            cleanup(info)

@@ -13,7 +13,7 @@ from vidda.config.schema import Config
 from vidda.data.build import build_dataset
 from vidda.data.classes import TRAIN_ID_TO_ID, colorize
 from vidda.engine.checkpoint import CheckpointError, load_checkpoint
-from vidda.engine.distributed import init_distributed
+from vidda.engine.distributed import distributed_run
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.metrics import format_table
 from vidda.models.build import build_segmentor
@@ -46,17 +46,17 @@ def run_eval(
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``cfg.data.val``; print the tables; write JSON (+ maps)."""
     check_eval_data(cfg)
-    info = init_distributed(cfg.train.device)
-    model = load_student(cfg, checkpoint, info.device)
-    val = build_dataset(cfg.data.val, train=False, compat=cfg.compat, key="data.val")
-    saver = None
-    if out_dir is not None and save:
-        saver = _Saver(out_dir, save)
-    predictor = segmentor_predictor(model, cfg.eval, cfg.data.val.offsets,
-                                    cfg.method.frame_distance)  # fmt: skip
-    result = evaluate(predictor, val, cfg.eval, info, num_workers=workers, progress=progress,
-                      on_prediction=saver, offsets=cfg.data.val.offsets,
-                      frame_distance=cfg.method.frame_distance)  # fmt: skip
+    with distributed_run(cfg.train.device) as info:  # left again once the metrics are reduced
+        model = load_student(cfg, checkpoint, info.device)
+        val = build_dataset(cfg.data.val, train=False, compat=cfg.compat, key="data.val")
+        saver = None
+        if out_dir is not None and save:
+            saver = _Saver(out_dir, save)
+        predictor = segmentor_predictor(model, cfg.eval, cfg.data.val.offsets,
+                                        cfg.method.frame_distance)  # fmt: skip
+        result = evaluate(predictor, val, cfg.eval, info, num_workers=workers, progress=progress,
+                          on_prediction=saver, offsets=cfg.data.val.offsets,
+                          frame_distance=cfg.method.frame_distance)  # fmt: skip
     if info.is_main:
         for protocol, r in result.items():
             if protocol == "temporal":

@@ -9,6 +9,7 @@ import torch
 
 from vidda.config.schema import Config
 from vidda.data.build import build_transform, dataset_layout
+from vidda.engine.distributed import distributed_run
 from vidda.engine.trainer import RunOptions, Trainer
 from vidda.models.build import build_segmentor
 from vidda.uda.methods import build_method
@@ -47,9 +48,12 @@ def train(
     progress: bool = True,
     num_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg`` in ``run_dir``; returns the trainer's result plus a one-line summary."""
+    """Train ``cfg`` in ``run_dir``; returns the trainer's result plus a one-line summary.
+
+    Under ``torchrun`` the process group is joined here and left when training ends."""
     opts = RunOptions(Path(run_dir), resume, stop_after, progress, num_workers)
-    result = Trainer(cfg, opts).run()
+    with distributed_run(cfg.train.device) as info:
+        result = Trainer(cfg, opts, info).run()
     best = result["best"]
     evals = result["eval"]
     parts = [f"{p} mIoU {r['miou']:.2f}" for p, r in evals.items()] if evals else ["no eval"]
