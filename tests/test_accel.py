@@ -1,4 +1,4 @@
-"""ACCEL (``video_techniques.md`` §5–6) on small stand-in networks."""
+"""ACCEL (and consistent mixup) on small stand-in networks."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ def test_train_classes_and_palette():
 
 
 def test_id_to_train_id_matches_the_official_mapping():
-    # datasets.md §1.3, written out by hand.
+    # cityscapesScripts' labels.py, written out by hand.
     expected = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
                 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}  # fmt: skip
     for label_id in range(256):

@@ -1,7 +1,7 @@
 """Label conversion and RCS statistics on miniature trees in each dataset's on-disk format.
 
-Expected trainIds are written out by hand from ``shared/spec/datasets.md`` (§1.3, §3.2, §4.2); they
-are deliberately not taken from the module's tables.
+Expected trainIds are written out by hand from cityscapesScripts' ``labels.py`` and the mappings of
+the original UVDA converters; they are deliberately not taken from the module's tables.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from vidda.data.convert import (
 )
 from vidda.errors import UserError
 
-# VIPER id → trainId (§3.2), van (25) → train (16) as the original converter does.
+# VIPER id → trainId, van (25) → train (16) as the original converter does.
 VIPER_EXPECTED = {
     0: 255, 1: 255, 2: 10, 3: 0, 4: 1, 5: 255, 6: 9, 7: 8, 8: 8, 9: 2, 10: 255, 11: 4, 12: 255,
     13: 6, 14: 7, 15: 255, 16: 255, 17: 255, 18: 255, 19: 255, 20: 11, 21: 255, 22: 18, 23: 17,
@@ -40,12 +40,12 @@ VIPER_PALETTE = [
     (119, 11, 32), (0, 0, 230), (0, 0, 142), (0, 80, 100), (0, 60, 100), (0, 0, 70), (0, 0, 90),
     (0, 80, 100), (0, 100, 100), (50, 0, 90),
 ]  # fmt: skip
-# SYNTHIA-SEQS id (R channel) → trainId (§4.2): 11 bicycle → rider, 12 lane marking → ignore.
+# SYNTHIA-SEQS id (R channel) → trainId: 11 bicycle → rider, 12 lane marking → ignore.
 SYNTHIA_EXPECTED = {
     0: 255, 1: 10, 2: 2, 3: 0, 4: 1, 5: 4, 6: 8, 7: 5, 8: 13, 9: 7, 10: 11, 11: 12, 12: 255,
     13: 255, 14: 255, 15: 6,
 }  # fmt: skip
-# Cityscapes labelId → trainId (§1.3); every other id 0..33 → 255.
+# Cityscapes labelId → trainId; every other id 0..33 → 255.
 CITYSCAPES_EXPECTED = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,

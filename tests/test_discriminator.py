@@ -1,4 +1,4 @@
-"""Video discriminator (``video_techniques.md`` §4): architecture, input, losses, optimizer."""
+"""Video discriminator: architecture, input, losses, optimizer."""
 
 from __future__ import annotations
 

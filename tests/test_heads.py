@@ -1,6 +1,6 @@
 """Tests for the decode heads (DAFormer, its conv1 variant, SegFormer, DeepLabV2) and their blocks.
 
-Expected parameter counts come from ``shared/spec/image_da_core.md`` §2 and are cross-checked by
+Expected parameter counts are the original models' and are cross-checked by
 formulas written here from the layer shapes; hand-computed outputs are derived in comments.
 """
 
@@ -142,7 +142,7 @@ def test_wrong_features_are_rejected():
 
 def test_daformer_parameter_count():
     head = DAFormerHead(MIT_B5, 19)
-    # embed 263,168 + fuse 3,444,224 + conv_seg 4,883 (spec §2.2)
+    # embed 263,168 + fuse 3,444,224 + conv_seg 4,883
     assert _n_params(head.embed_layers) == 263_168
     assert _n_params(head.fuse_layer) == 3_444_224
     assert _n_params(head.conv_seg) == 4_883
@@ -155,7 +155,7 @@ def test_daformer_conv1_parameter_count():
     assert _daformer_formula(MIT_B5, 19, fuse="conv1") == 530_707
     head = daformer_conv1(in_channels=MIT_B0, num_classes=1)
     assert _n_params(head) == _daformer_formula(MIT_B0, 1, fuse="conv1")
-    # HRDA-DAFormer head total (spec §2.5)
+    # HRDA-DAFormer head total (with HRDA's scale-attention head)
     assert _n_params(DAFormerHead(MIT_B5, 19)) + 530_707 == 4_242_982
 
 

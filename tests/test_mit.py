@@ -24,7 +24,7 @@ from vidda.models.weights import load_checked, mit_from_hf, mit_to_hf
 
 NAMES = sorted(VARIANTS)
 
-# §1.1 of the spec: encoder parameters without the classifier.
+# Encoder parameters without the classifier, as the original's MiT b0–b5 hold them.
 SPEC_PARAMS = {
     "mit_b0": 3_319_392,
     "mit_b1": 13_151_424,
@@ -75,7 +75,8 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def expected_params(embed_dims, depths, sr_ratios, mlp_ratio=4, in_chans=3) -> int:
-    """Parameter count from the layer shapes of spec §1.7, independent of the model code."""
+    """Parameter count from the layer shapes of the original's state dict, independent of the model
+    code."""
     total, c_prev = 0, in_chans
     for i, (c, depth, sr) in enumerate(zip(embed_dims, depths, sr_ratios, strict=True)):
         k = 7 if i == 0 else 3

@@ -1,4 +1,4 @@
-"""Tests for ``vidda.uda.refine`` (``video_techniques.md`` §3) on small hand-made label maps."""
+"""Tests for ``vidda.uda.refine`` on small hand-made label maps."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Tests for the ResNet-V1c backbone (``shared/spec/image_da_core.md`` §2.4).
+"""Tests for the ResNet-V1c backbone.
 
-The parameter count 42,519,392 is the spec's; it is cross-checked by a formula written here from
-the layer shapes. Feature sizes are derived with the convolution size formula
+The parameter count 42,519,392 is ResNet-101-V1c's without fc; it is cross-checked by a formula
+written here from the layer shapes. Feature sizes are derived with the convolution size formula
 ``o = (i + 2p - d(k - 1) - 1) // s + 1``.
 """
 
@@ -52,7 +52,7 @@ def _out_size(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
 def test_parameter_count(r101):
     n = sum(p.numel() for p in r101.parameters())
     assert n == 42_519_392 == _formula_params()
-    # HRDA-DLV2 student = ResNet-101 + 2 DLV2 heads (spec §2.5)
+    # HRDA-DLV2 student = ResNet-101 + 2 DLV2 heads (segmentation and scale attention)
     assert n + 2 * 700_454 == 43_920_300
 
 

@@ -1,6 +1,5 @@
-"""Tests for the small UDA building blocks in ``vidda.uda`` (``image_da_core.md`` §4–6,
-``video_techniques.md`` §6): normalisation, EMA teacher, pseudo-labels, ClassMix, strong
-augmentation, MIC block masks and the ImageNet feature distance.
+"""Tests for the small UDA building blocks in ``vidda.uda``: normalisation, EMA teacher,
+pseudo-labels, ClassMix, strong augmentation, MIC block masks and the ImageNet feature distance.
 
 References are independent of the code under test: hand-computed values (derived in comments),
 ``colorsys`` for RGB↔HSV, OpenCV for the Gaussian blur, numpy for the ClassMix draws and a one-hot

@@ -1,4 +1,4 @@
-"""The video techniques inside DACS and the trainer (``video_techniques.md`` §3–7).
+"""The video techniques inside DACS and the trainer.
 
 Method-level contracts run on the stand-in networks of ``standins.py`` with hand-made clip batches;
 end-to-end runs train a tiny MiT-b0 for a few iterations on the synthetic benchmark (exact flow).
@@ -288,7 +288,7 @@ def test_discriminator_and_segmentor_optimizers_step_separately():
 
 @pytest.mark.parametrize("original", [False, True])
 def test_disc_in_main_optimizer_switch(tmp_path, original: bool):
-    """The original's AdamW held D's parameters too (spec §9.20): one extra group at base lr."""
+    """The original's AdamW held D's parameters too: one extra group at base lr."""
     from vidda.engine.trainer import RunOptions, Trainer
 
     flag = f"compat.disc_in_main_optimizer={str(original).lower()}"

@@ -1,4 +1,4 @@
-"""Tests for ``vidda.flow.warp`` (``video_techniques.md`` §2.3).
+"""Tests for ``vidda.flow.warp``.
 
 References are independent of the code under test: hand-computed values on analytic flows, a
 pixel-by-pixel loop transcription of the original ``backpropFlow`` steps, and the synthetic
@@ -187,7 +187,8 @@ def test_synthetic_clip_label_warp() -> None:
 
 
 def reference_backprop(flow: np.ndarray, im: np.ndarray) -> np.ndarray:
-    """Pixel loop over the spec's steps; flow [H, W, 2], im [H, W, C] → out [H, W, C]."""
+    """Pixel loop over the original ``backpropFlow``'s steps; flow [H, W, 2], im [H, W, C] → out
+    [H, W, C]."""
     h, w, _ = flow.shape
     lim = 840 if h == 1024 else int(h * 0.7)
     f = flow.astype(np.float32).copy()

@@ -41,7 +41,7 @@ TABLE_TITLES: dict[int, str] = {
     7: "Pseudo-label refinement on HRDA+MIC (DLV2)",
     8: "Pseudo-label refinement on HRDA (DLV2)",
 }
-"""The paper's experiment tables (``shared/spec/video_techniques.md`` §7.3)."""
+"""The paper's experiment tables (docs/results.md)."""
 
 BACKBONE_ORDER = ("mitb5", "dlv2")
 LAUNCHERS = ("list", "local", "torchrun", "slurm")

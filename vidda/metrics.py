@@ -3,13 +3,13 @@
 A :class:`ConfusionMatrix` accumulates a ``[C, C]`` int64 histogram of (ground truth, prediction)
 trainId pairs over a whole validation set (rows = GT, columns = prediction).  Pixels whose GT is
 ``ignore_index`` are dropped.  :meth:`ConfusionMatrix.compute` then scores one class subset under
-one of two protocols (``shared/spec/datasets.md`` §9):
+one of two protocols:
 
 ``"standard"``
     Keep pixels whose GT is in the subset.  A prediction of an excluded class is an error (a false
     negative of the GT class).  This is the usual Cityscapes/mmseg convention.
 ``"uvda"``
-    Keep pixels whose GT *and* prediction are in the subset (the original UVDA evaluation, §9.2):
+    Keep pixels whose GT *and* prediction are in the subset (the original UVDA evaluation):
     a pixel predicted as an excluded class (e.g. "pole" for VIPER) is dropped entirely.
 
 With all 19 classes both protocols coincide.  Units in a result dict: ``iou`` and ``acc`` are

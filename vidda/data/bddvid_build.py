@@ -1,7 +1,7 @@
-"""Build BDDVid from BDD10k and the BDD100K videos (``vidda data build-bddvid``, datasets.md §5).
+"""Build BDDVid from BDD10k and the BDD100K videos (``vidda data build-bddvid``).
 
 BDDVid pairs each BDD10k still (with its semantic mask) with frames of the BDD100K video it was
-taken from. Everything is driven by the split files (``<videoid>_307`` per line, §6.1): for every
+taken from. Everything is driven by the split files (``<videoid>_307`` per line): for every
 entry the video is found by id among the user's videos (folders searched recursively, in any
 layout, and/or the downloaded ``bdd100k_videos_*.zip`` parts, from which only the needed members
 are extracted), decoded sequentially with OpenCV, and frames 303–311 (0-based decoded indices) are
@@ -15,7 +15,7 @@ written upright at 1280×720. Output (``<out>`` = the BDDVid root the loader rea
     <out>/splits/valid_imgs_<split>.txt             copies of the split files
     <out>/build_report.json                         what was done, skipped, failed, rotated
 
-Fixes of the original scripts' defects (§5.4): orientation comes from the video's rotation tag
+Fixes of the original scripts' defects: orientation comes from the video's rotation tag
 (``CAP_PROP_ORIENTATION_META``) with OpenCV's auto-rotation switched off and the rotation applied
 here, so the result does not depend on the OpenCV version; every frame must then be exactly the
 expected size; decoded frame 307 is compared with the BDD10k still and with its 180° rotation, and

@@ -1,6 +1,6 @@
 """The Cityscapes label space shared by every benchmark, and the benchmarks' class subsets.
 
-Facts from the official cityscapesScripts ``labels.py`` (see ``shared/spec/datasets.md`` §1).
+Facts from the official cityscapesScripts ``labels.py``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ TRAIN_ID_TO_ID: np.ndarray = np.array(
 )
 """uint8[19]: trainId → Cityscapes labelId (exports that cityscapesScripts can score)."""
 
-# Benchmark class subsets (datasets.md §9.1): the classes the paper evaluates for each source.
+# Benchmark class subsets: the classes the paper evaluates for each source.
 VIPER_CLASSES: tuple[int, ...] = (0, 1, 2, 4, 6, 7, 8, 9, 10, 11, 13, 14, 15, 17, 18)
 SYNTHIA_SEQ_CLASSES: tuple[int, ...] = (0, 1, 2, 5, 6, 7, 8, 10, 11, 12, 13)
 

@@ -1,6 +1,6 @@
 """Dataset label conversion to Cityscapes trainIds and rare-class-sampling statistics.
 
-``convert_dataset(kind, root)`` prepares one dataset as downloaded (``shared/spec/datasets.md``):
+``convert_dataset(kind, root)`` prepares one dataset as downloaded (docs/datasets.md):
 
 * ``viper``: ``{train,val}/cls/<seq>/<seq>_<frame5>.png`` (palette indices = VIPER ids)
   → ``<seq>_<frame5>_labelTrainIds.png``;
@@ -20,12 +20,13 @@ statistics and its value set checked).
 Label values outside a dataset's class table are errors, not silently ignored: VIPER ids > 31 and
 SYNTHIA-Seq ids > 15 (the original's placeholder ids 40–47 never occur in the data, so such a value
 means a wrong or damaged file), BDD values outside 0..18, 255. Cityscapes labelIds outside the
-official table map to 255 as §1.3 prescribes.
+official table map to 255, as cityscapesScripts does.
 
-Statistics (the RCS inputs, §3.3 / §10) are written to ROOT for the training labels, by default for
-the source datasets (VIPER, SYNTHIA-Seq) only: ``sample_class_stats.json``,
+Statistics (the inputs of rare-class sampling) are written to ROOT for the training labels, by
+default for the source datasets (VIPER, SYNTHIA-Seq) only: ``sample_class_stats.json``,
 ``sample_class_stats_dict.json`` and ``samples_with_class.json`` in the original's format, with
-file paths relative to ROOT. With a training split file they cover exactly its entries (fix Q4).
+file paths relative to ROOT. With a training split file they cover exactly its entries (the
+original also counted frames outside the split, which sampling then could not load).
 
 The lookup table used for each kind is recorded in ``ROOT/.vidda_convert.json``; when it changes
 (e.g. ``viper_van_as_train`` toggled) every output is rewritten even without ``overwrite``.
@@ -167,7 +168,7 @@ def convert_dataset(
 
     Args:
         kind: ``"viper"``, ``"synthia-seq"``, ``"cityscapes"`` or ``"bdd"``.
-        root: the dataset root as laid out in ``datasets.md`` (e.g. ``<viper_root>``).
+        root: the dataset root as laid out in docs/datasets.md (e.g. ``<viper_root>``).
         workers: worker processes (started with ``spawn``: a script calling this with workers > 0
             needs the ``if __name__ == "__main__":`` guard); 0 converts in this process.
         split_files: split files to use instead of the defaults under ``ROOT/splits/``. For VIPER,

@@ -5,7 +5,7 @@ dataset's class table, map it to Cityscapes trainIds with a uint8[256] lookup ta
 result atomically (or, for BDD, only validate it). ``run_job`` is a plain top-level function so that
 a process pool can run it; a bad file comes back as an error message, never as a crash of the pool.
 
-Class tables: ``shared/spec/datasets.md`` §3.2 (VIPER) and §4.2 (SYNTHIA-Seq).
+Class tables: the mappings of the original UVDA converters (VIPER, SYNTHIA-Seq).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class ConvertError(UserError, ValueError):
 
 # --------------------------------------------------------------------------- class tables
 
-# (VIPER id, name, trainId) from the UVDA converter's mapping (§3.2). Van (25) is listed with its
+# (VIPER id, name, trainId) from the UVDA converter's mapping. Van (25) is listed with its
 # *intended* trainId 255; the original turns it into train (16), see ``viper_lut``.
 VIPER_CLASSES: tuple[tuple[int, str, int], ...] = (
     (0, "unlabeled", 255), (1, "ambiguous", 255), (2, "sky", 10), (3, "road", 0),
@@ -43,7 +43,7 @@ VIPER_CLASSES: tuple[tuple[int, str, int], ...] = (
 VIPER_VAN_ID = 25
 VIPER_TRAIN_TRAIN_ID = 16
 
-# (SYNTHIA-SEQS id, name, trainId) from the UVDA converter's mapping (§4.2): bicycle/cyclist
+# (SYNTHIA-SEQS id, name, trainId) from the UVDA converter's mapping: bicycle/cyclist
 # → rider, lane marking not merged into road, 13 and 14 reserved.
 SYNTHIA_SEQ_CLASSES: tuple[tuple[int, str, int], ...] = (
     (0, "void", 255), (1, "sky", 10), (2, "building", 2), (3, "road", 0), (4, "sidewalk", 1),

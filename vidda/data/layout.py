@@ -3,7 +3,7 @@
 Every dataset is described by a ``SequenceLayout``: image, label and flow folders with their
 suffixes, the split file, and the dataset's frame spacing. A split line names the labelled frame t
 (e.g. ``aachen/aachen_000000_000019``); the frame at offset o is found by changing the last
-``_``-separated number by o, keeping its zero padding (``datasets.md`` §6.2).
+``_``-separated number by o, keeping its zero padding (the original loaders' rule).
 """
 
 from __future__ import annotations

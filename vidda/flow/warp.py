@@ -1,4 +1,4 @@
-"""Backward warping of maps with optical flow (``shared/spec/video_techniques.md`` §2.3–2.4).
+"""Backward warping of maps with optical flow, and the original's integer warp (``backpropFlow``).
 
 Convention (``ARCHITECTURE.md``, "Core conventions"): a flow ``f_t`` is a **backward** flow
 ``[B, 2, H, W]`` holding ``(u, v)`` in pixels of the tensor it travels with, defined on the grid of
@@ -267,7 +267,7 @@ def original_warp(
 
     Layout: channels first, like the rest of vidda (the original used ``[H, W, C]``).
 
-    Steps (spec §2.3), per image, with ``Hlim`` = :func:`original_bottom_limit` ``(H)``:
+    Steps, per image, with ``Hlim`` = :func:`original_bottom_limit` ``(H)``:
 
     1. ``ys = y + v``, ``xs = x + u``; zero the vector of every pixel with ``ys ≥ Hlim``,
        ``ys < 0``, ``xs ≥ W`` or ``xs < 0`` (it then points at itself).

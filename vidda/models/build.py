@@ -15,7 +15,7 @@ from vidda.models.segmentors.accel import ACCEL, INVALID_FILLS
 from vidda.models.segmentors.encoder_decoder import EncoderDecoder
 from vidda.models.segmentors.hrda import HRDA
 
-# HRDA's scale-attention head for each segmentation head (image_da_core.md §2.5).
+# HRDA's scale-attention head for each segmentation head (as in the original HRDA configs).
 ATTENTION_HEADS = {"daformer": "daformer_conv1", "dlv2": "dlv2", "segformer": "segformer"}
 SINGLE_FRAME = ("encoder_decoder", "hrda")
 SEGMENTORS = (*SINGLE_FRAME, "accel")

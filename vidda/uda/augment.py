@@ -1,5 +1,5 @@
-"""Strong photometric augmentation of DACS/MIC with kornia 0.5.8 semantics (``image_da_core.md``
-§4.6, §6), written directly in torch (current kornia behaves differently).
+"""Strong photometric augmentation of DACS/MIC with the semantics of kornia 0.5.8 (the version
+the original pinned), written directly in torch (current kornia behaves differently).
 
 **Colour jitter** — applied when a gate ``u ~ U(0, 1)`` exceeds ``color_jitter_p`` (so with
 probability 0.8 for p = 0.2), on the de-normalised ``[0, 1]`` image, strength ``s``:

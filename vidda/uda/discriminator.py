@@ -1,4 +1,4 @@
-"""Video discriminator: adversarial alignment of frame pairs (``video_techniques.md`` §4).
+"""Video discriminator: adversarial alignment of frame pairs.
 
 A fully-convolutional patch discriminator (AdaptSegNet's ``FCDiscriminator``) sees the class
 probabilities of two frames of one clip, frame t and frame t−k, stacked along the channels, and
@@ -7,7 +7,7 @@ tells source pairs (label 0) from target pairs (label 1) with least-squares GAN 
 * input (:func:`discriminator_input`): both frames' logits bilinearly resized to ``size`` (the
   original: ``feature_scale`` 0.5 × the training crop), then a **per-frame** softmax (default) or
   the original's **joint** softmax over all 2C channels (``joint_softmax=True``, the quirk
-  ``compat.joint_softmax``, spec §9.19). No flow alignment of the two frames, as in the original.
+  ``compat.joint_softmax``). No flow alignment of the two frames, as in the original.
 * generator loss (:meth:`VideoDiscriminator.generator_loss`), back-propagated into the segmentor
   through the target predictions, D frozen: ``s · λ · MSE(D(target pair), 0)``, s = 0.1 (the
   paper's ``--adv-scale``), λ = 0.001 (``lambda_adv_target['main']``).
@@ -15,8 +15,9 @@ tells source pairs (label 0) from target pairs (label 1) with least-squares GAN 
   ``s · [0.5 · MSE(D(source pair), 0) + 0.5 · MSE(D(target pair), 1)]``.
 * D has its own Adam (lr 1e-4, betas (0.9, 0.99)) with poly decay (power 0.9) to ``min_lr`` = 0.
 
-Deviation from the original (not a switch): the original's main AdamW was built over every
-parameter of the UDA module, D included, so D was stepped twice per iteration (spec §9.20).
+Deviation from the original (``compat.disc_in_main_optimizer`` restores it): the original's main
+AdamW was built over every parameter of the UDA module, D included, so D was stepped twice per
+iteration.
 Here D's parameters belong only to :meth:`VideoDiscriminator.build_optimizer`'s Adam; build the
 main optimizer over the segmentor alone (``VideoDiscriminator`` is a separate module, not a
 submodule of the segmentor).

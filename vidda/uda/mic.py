@@ -1,4 +1,4 @@
-"""MIC block masking (``shared/spec/image_da_core.md`` §6).
+"""MIC block masking, as in the original MIC code.
 
 A grid ``B × 1 × round(H/block) × round(W/block)`` of U(0, 1) draws; a cell is **kept where
 u > ratio** (about 30 % for ratio 0.7); the grid is nearest-upsampled to ``H × W`` and multiplies

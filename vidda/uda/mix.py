@@ -1,4 +1,4 @@
-"""ClassMix masks and mixing (``image_da_core.md`` §4.5, ``video_techniques.md`` §6).
+"""ClassMix masks and mixing (DACS), also of frame pairs and flows (consistent mixup).
 
 * The candidate classes are the unique values of the **whole source label batch**, 255 included
   (a DACS quirk kept on purpose). For every batch element ``i`` draw ``ceil(n/2)`` of the ``n``

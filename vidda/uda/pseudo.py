@@ -1,4 +1,4 @@
-"""Teacher pseudo-labels and their quality weight (``shared/spec/image_da_core.md`` §4.3–4.4).
+"""Teacher pseudo-labels and their quality weight (DACS).
 
 * Label = argmax of the softmax of the (detached) teacher logits; confidence = the max probability.
 * Quality ``q`` = share of **all** B·H·W pixels whose confidence is ≥ τ (τ = 0.968): **one scalar

@@ -1,4 +1,4 @@
-"""BDDVid (BDD10k frames with their BDD100K videos), as built by ``vidda data build-bddvid`` (§5).
+"""BDDVid (BDD10k frames with their BDD100K videos), as built by ``vidda data build-bddvid``.
 
 Frames 303–311 of each video are extracted; 307 is the labelled one, so the frame step is 2 and
 canonical offsets −2, −1, 0 read video frames 303, 305, 307. ``val_orig_10k`` holds the BDD10k

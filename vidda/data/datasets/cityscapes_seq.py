@@ -1,4 +1,4 @@
-"""Cityscapes-Seq (``leftImg8bit_sequence`` + ``gtFine``), as downloaded (``datasets.md`` §2).
+"""Cityscapes-Seq (``leftImg8bit_sequence`` + ``gtFine``), as downloaded (docs/datasets.md).
 
 The labelled frame of a 30-frame snippet is its 20th (offsets −19…+10 exist), but its number is
 not always ``000019``: neighbours are derived from the entry's own frame number.

@@ -1,5 +1,5 @@
 """SYNTHIA-Seq (SYNTHIA-SEQS-04-DAWN, front-left camera), labels converted by
-``vidda data convert synthia-seq`` (§4).
+``vidda data convert synthia-seq`` (docs/datasets.md).
 
 Frames are numbered ``000000``–``000849``. Without a split file every converted label is an entry
 (entries whose earlier frames would be negative are reported by the index check).
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vidda.data.layout import SequenceLayout
 
-# Classes SYNTHIA-Seq can hold after conversion (datasets.md §4.3).
+# Classes SYNTHIA-Seq can hold after conversion (the converter's trainIds).
 LABEL_VALUES = frozenset([0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13, 255])
 
 

@@ -1,4 +1,4 @@
-"""VIPER (-Seq), as downloaded, labels converted by ``vidda data convert viper`` (§3).
+"""VIPER (-Seq), as downloaded, labels converted by ``vidda data convert viper`` (docs/datasets.md).
 
 Split entries are every 10th frame (``001/001_00010``); the earlier frames come from the
 ``*[2-9]`` image archives.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vidda.data.layout import SequenceLayout
 
-# Classes VIPER can hold after conversion (datasets.md §11): no wall, pole or rider.
+# Classes VIPER can hold after conversion: no wall, pole or rider.
 LABEL_VALUES = frozenset([0, 1, 2, 4, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 255])
 
 

@@ -1,4 +1,4 @@
-"""ResNet-V1c backbone, dilated to output stride 8 (``shared/spec/image_da_core.md`` §2.4).
+"""ResNet-V1c backbone, dilated to output stride 8.
 
 V1c = ResNet with a *deep stem*: three 3×3 conv-BN-ReLU (3 → 32 at stride 2, 32 → 32, 32 → 64)
 instead of one 7×7 conv, then a 3×3 / stride 2 max-pool. Stages ``layer1..4`` are bottleneck blocks

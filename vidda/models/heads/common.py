@@ -1,4 +1,4 @@
-"""Building blocks shared by the decode heads (``shared/spec/image_da_core.md`` §2.1).
+"""Building blocks shared by the decode heads.
 
 * :class:`ConvModule` — conv → optional BN → optional ReLU, children named ``conv``, ``bn`` and
   ``activate`` (the state-dict layout of the mmseg checkpoints). The conv carries a bias only when

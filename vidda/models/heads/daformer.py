@@ -1,4 +1,4 @@
-"""DAFormer decode head (``shared/spec/image_da_core.md`` §2.2) and its "conv1" variant (§2.5).
+"""DAFormer decode head and its "conv1" variant (HRDA's scale-attention head).
 
 Pipeline for features ``feats[i]`` of shape ``[B, C_i, H_i, W_i]`` (MiT: strides 4, 8, 16, 32):
 

@@ -1,4 +1,4 @@
-"""DeepLabV2 ("DLV2") decode head (``shared/spec/image_da_core.md`` §2.4).
+"""DeepLabV2 ("DLV2") decode head.
 
 An ASPP on one backbone feature (``in_index``, default the last: ResNet-101 layer4, 2048
 channels). Branch ``aspp_modules.{i}`` is a single biased 3×3 ``Conv2d`` with dilation

@@ -1,4 +1,4 @@
-"""SegFormer all-MLP decode head (``shared/spec/image_da_core.md`` §2.3).
+"""SegFormer all-MLP decode head.
 
 For features ``feats[i]`` of shape ``[B, C_i, H_i, W_i]``:
 
