@@ -50,6 +50,24 @@ def test_the_strategy_literal_is_the_refinement_s_order():
     assert typing.get_args(schema.RefineStrategy) == STRATEGIES
 
 
+def test_the_literals_match_the_names_the_code_knows():
+    from vidda.data.build import LAYOUTS
+    from vidda.data.classes import CLASS_SUBSETS
+    from vidda.metrics import PROTOCOLS
+    from vidda.models.build import SEGMENTORS, SINGLE_FRAME
+    from vidda.models.segmentors.accel import INVALID_FILLS
+    from vidda.uda.methods import METHODS
+
+    args = typing.get_args
+    assert set(args(schema.DatasetType)) == set(LAYOUTS)
+    assert set(args(schema.ClassSubset)) == set(CLASS_SUBSETS)
+    assert args(schema.EvalProtocol) == PROTOCOLS
+    assert args(schema.SegmentorName) == SEGMENTORS
+    assert args(schema.AccelBase) == SINGLE_FRAME
+    assert args(schema.AccelInvalidFill) == INVALID_FILLS
+    assert args(schema.MethodName) == METHODS
+
+
 def test_every_default_is_one_of_its_choices():
     check_choices(Config())
     validate(Config())
