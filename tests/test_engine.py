@@ -126,7 +126,7 @@ def test_out_of_disk_on_save_keeps_the_previous_checkpoint(synth, tmp_path, monk
 def test_unknown_method_and_dry_run(synth, tmp_path, capsys):
     cfg = CONFIGS / "source_only.yaml"
     assert main(["train", str(cfg), "method.name=fancy", "--dry-run"]) == 2
-    assert "unknown method 'fancy'" in capsys.readouterr().err
+    assert "method.name: 'fancy' is not one of" in capsys.readouterr().err
     assert main(["train", str(cfg), "--dry-run"]) == 0
     assert "method: Supervised" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vidda.cli import main
-from vidda.config import load_config
+from vidda.config import load_config, merge_overrides
 from vidda.config.load import ConfigError
 from vidda.config.schema import DatasetConfig, EvalConfig
 from vidda.data.build import build_dataset
@@ -107,15 +107,14 @@ def test_ground_truth_predictions_follow_the_exact_flow(synth: Path) -> None:
 
 
 def test_config_check_names_the_missing_frames(synth: Path) -> None:
-    cfg = load_config(CONFIGS / "source_only.yaml",
-                      [f"data.val.root={synth}", "eval.temporal=true"])  # fmt: skip
-    with pytest.raises(ConfigError, match=r"eval.temporal.*data.val.offsets"):
-        check_eval_data(cfg)
-    cfg = load_config(CONFIGS / "source_only.yaml", [
-        f"data.val.root={synth}", "eval.temporal=true", "data.val.offsets=[-1,0]",
-    ])  # fmt: skip
-    with pytest.raises(ConfigError, match=r"eval.temporal.*flow_offsets"):
-        check_eval_data(cfg)
+    base = load_config(CONFIGS / "source_only.yaml", [f"data.val.root={synth}"])
+    bad = [["eval.temporal=true"], ["eval.temporal=true", "data.val.offsets=[-1,0]"]]
+    messages = [r"eval.temporal.*data.val.offsets", r"eval.temporal.*flow_offsets"]
+    for overrides, message in zip(bad, messages, strict=True):
+        with pytest.raises(ConfigError, match=message):
+            check_eval_data(merge_overrides(base, overrides))
+        with pytest.raises(ConfigError, match=message):  # loading refuses it too
+            load_config(CONFIGS / "source_only.yaml", [f"data.val.root={synth}", *overrides])
 
 
 def test_vidda_eval_prints_and_writes_the_temporal_consistency(synth, tmp_path, capsys) -> None:

@@ -289,7 +289,8 @@ def test_accel_checkpoint_is_recognised_and_runs(tmp_path, accel_config):
     cfg = tiny_config()
     base_cfg = cfg.model
     if accel_config:
-        cfg = merge_overrides(cfg, ["model.segmentor=accel", "model.accel.base=encoder_decoder"])
+        cfg = merge_overrides(cfg, ["model.segmentor=accel", "model.accel.base=encoder_decoder",
+                                    "method.name=dacs"])  # ACCEL trains with DACS only
     torch.manual_seed(0)
     accel = ACCEL(build_segmentor(base_cfg, load_pretrained=False), 19)
     with torch.no_grad():

@@ -2,5 +2,14 @@
 
 from vidda.config.load import ConfigError, load_config, merge_overrides, save_config, to_yaml
 from vidda.config.schema import Config
+from vidda.config.validate import validate
 
-__all__ = ["Config", "ConfigError", "load_config", "merge_overrides", "save_config", "to_yaml"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "merge_overrides",
+    "save_config",
+    "to_yaml",
+    "validate",
+]

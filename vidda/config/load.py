@@ -39,17 +39,24 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
     """Load ``path`` with its bases, apply ``overrides`` (``["optim.lr=1e-4", ...]``), validate.
 
     Returns:
-        A fully typed ``Config`` (plain dataclasses; ``save_config`` writes it back as YAML).
+        A fully typed ``Config`` (plain dataclasses; ``save_config`` writes it back as YAML) that
+        :func:`vidda.config.validate.validate` accepts.
     Raises:
-        ConfigError: unknown key, wrong type, unreadable or missing file, bad override syntax.
+        ConfigError: unknown key, wrong type, a value outside its field's ``Literal``, unreadable
+            or missing file, bad override syntax, or settings that cannot work together.
     """
+    from vidda.config.validate import validate
+
     layers = _file_layers(Path(path), chain=())
     layers += [(CLI, _parse_overrides(overrides))]
-    return _merge(layers)
+    cfg = _merge(layers)
+    validate(cfg)
+    return cfg
 
 
 def merge_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
-    """Return a copy of ``cfg`` with dotted ``overrides`` applied and validated."""
+    """Return a copy of ``cfg`` with dotted ``overrides`` applied, its keys, types and ``Literal``
+    values checked (combinations of settings are :func:`vidda.config.validate.validate`'s)."""
     return _merge([("the given config", _as_dict(cfg)), (CLI, _parse_overrides(overrides))])
 
 
@@ -69,7 +76,8 @@ def save_config(cfg: Config, path: str | os.PathLike) -> Path:
 
 
 def config_from_dict(data: dict[str, Any], origin: str = "the checkpoint") -> Config:
-    """Validate a plain dict (e.g. the resolved config stored in a checkpoint) into a ``Config``."""
+    """A plain dict (e.g. the resolved config stored in a checkpoint) checked into a ``Config``
+    (keys, types and ``Literal`` values, as :func:`merge_overrides`)."""
     return _merge([(origin, data)])
 
 
@@ -185,6 +193,7 @@ def _check_keys(data: dict[str, Any], schema: type, prefix: str, origin: str) ->
                 f"unknown config key '{full}' from {origin}{hint} (valid keys here: {valid})"
             )
         sub = hints[key]
+        check_choice(full, value, sub, origin)
         if dataclasses.is_dataclass(sub):
             if isinstance(value, dict):
                 _check_keys(value, typing.cast(type, sub), f"{full}.", origin)
@@ -193,6 +202,51 @@ def _check_keys(data: dict[str, Any], schema: type, prefix: str, origin: str) ->
                     f"config key '{full}' from {origin} expects a mapping (section), "
                     f"got {type(value).__name__} {value!r}"
                 )
+
+
+def choices(hint: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a ``Literal`` hint (or of its items, for a list of ``Literal``)."""
+    if typing.get_origin(hint) is list:
+        hint = typing.get_args(hint)[0]
+    return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+
+
+def choice_fields(schema: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Every field of ``schema`` (recursively) typed ``Literal`` or a list of ``Literal``: dotted
+    key → its type hint."""
+    out: dict[str, Any] = {}
+    for name, hint in typing.get_type_hints(schema).items():
+        if dataclasses.is_dataclass(hint):
+            out.update(choice_fields(typing.cast(type, hint), f"{prefix}{name}."))
+        elif choices(hint) is not None:
+            out[f"{prefix}{name}"] = hint
+    return out
+
+
+def check_choice(key: str, value: Any, hint: Any, origin: str | None = None) -> None:
+    """Raise ``ConfigError`` if ``value`` (of the dotted ``key``, typed ``hint``) is not one of the
+    values its ``Literal`` allows; other hints, ``None`` and unresolved interpolations pass (the
+    merge checks those)."""
+    allowed = choices(hint)
+    if allowed is None or value is None:
+        return
+    is_list = typing.get_origin(hint) is list and isinstance(value, list | tuple)
+    items = value if is_list else [value]
+    for item in items:
+        if isinstance(item, str) and "${" in item:
+            continue
+        if not (isinstance(item, str) and item in allowed):
+            where = f" (from {origin})" if origin else ""
+            raise ConfigError(f"{key}: {item!r} is not one of {allowed!r}{where}")
+
+
+def check_choices(cfg: Config) -> None:
+    """``check_choice`` for every ``Literal`` field of a built ``Config``."""
+    for key, hint in choice_fields().items():
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        check_choice(key, node, hint)
 
 
 def _type_error(err: OmegaConfBaseException, origin: str) -> ConfigError:
@@ -235,6 +289,8 @@ def _type_name(hint: Any) -> str:
     if isinstance(hint, type) and not typing.get_args(hint):
         return "a section" if dataclasses.is_dataclass(hint) else hint.__name__
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return f"one of {args!r}"
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
     if origin is list:

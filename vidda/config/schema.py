@@ -9,7 +9,28 @@ model-specific keyword arguments) and are not checked key by key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# Fixed sets of option values. The loader rejects any other value with the key and these values;
+# code that needs the tuple of names takes ``typing.get_args`` of the alias.
+DatasetType = Literal["synthetic", "cityscapes-seq", "viper-seq", "synthia-seq", "bddvid"]
+SyntheticDomain = Literal["", "source", "target"]  # "" for the real datasets
+OnMissing = Literal["error", "drop"]
+SegmentorName = Literal["encoder_decoder", "hrda", "accel"]
+AccelBase = Literal["encoder_decoder", "hrda"]  # the single-frame segmentors
+AccelInvalidFill = Literal["current", "zero"]
+MethodName = Literal["source_only", "target_only", "dacs"]
+MixMode = Literal["class", "none"]
+# in the order the refinement applies them
+RefineStrategy = Literal["consis", "max_conf", "warp_frame", "consis_conf", "rare_class", "oracle",
+                         "class_thing", "class_stuff"]  # fmt: skip
+RefineFill = Literal["bottom", "all", "none"]
+OptimizerType = Literal["adamw"]
+AmpMode = Literal["off", "bf16", "fp16"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+ClassSubset = Literal["all", "viper", "synthia_seq"]
+EvalProtocol = Literal["standard", "uvda"]
+EvalMode = Literal["whole", "slide"]
 
 
 @dataclass
@@ -20,11 +41,11 @@ class DatasetConfig:
     more densely multiplies them by its frame step (BDDVid: 2, so -1 reads the frame 2 back).
     """
 
-    type: str = "synthetic"  # synthetic | cityscapes-seq | viper-seq | synthia-seq | bddvid
+    type: DatasetType = "synthetic"
     root: str = ""
     split: str = "train"
     split_file: str = ""  # "" = the dataset's own split file, else every label found
-    domain: str = ""  # synthetic only: source | target
+    domain: SyntheticDomain = ""  # synthetic only: source | target
     offsets: list[int] = field(default_factory=lambda: [-2, -1, 0])
     frame_step: int = 0  # 0 = the dataset's own
     flow_offsets: list[int] = field(default_factory=lambda: [-1, 0])  # frames whose flow is read
@@ -37,7 +58,7 @@ class DatasetConfig:
     flip: bool = False  # random horizontal flip (p = 0.5), training only
     photometric: bool = False  # colour jitter in the loader (same draw for all frames)
     pl_margins: list[int] = field(default_factory=list)  # [top, bottom, left, right] native px
-    on_missing: str = "error"  # error | drop: what to do with entries that miss files
+    on_missing: OnMissing = "error"  # what to do with entries that miss files
 
 
 @dataclass
@@ -66,13 +87,13 @@ class AccelConfig:
     """ACCEL (``model.segmentor: accel``, ``video_techniques.md`` §5): one shared base network
     on frames t and t−k, the t−k logits warped onto frame t with the flow, 1×1 fusion."""
 
-    base: str = "hrda"  # encoder_decoder | hrda: the shared network (segmentor_kwargs are its)
-    invalid_fill: str = "current"  # current | zero: the warped half where the warp is invalid
+    base: AccelBase = "hrda"  # the shared network (segmentor_kwargs are its)
+    invalid_fill: AccelInvalidFill = "current"  # the warped half where the warp is invalid
 
 
 @dataclass
 class ModelConfig:
-    segmentor: str = "encoder_decoder"  # encoder_decoder | hrda | accel
+    segmentor: SegmentorName = "encoder_decoder"
     backbone: str = "mit_b5"
     head: str = "daformer"
     num_classes: int = 19
@@ -113,10 +134,9 @@ class RefineConfig:
     """
 
     enabled: bool = False
-    # consis | max_conf | warp_frame | consis_conf | rare_class | oracle | class_thing |
-    # class_stuff; always applied in that order. [] = the warped label as is (after filling).
-    strategies: list[str] = field(default_factory=list)
-    fill: str = "bottom"  # bottom (the original's bottom_pl_fill) | all | none
+    # always applied in RefineStrategy's order. [] = the warped label as is (after filling).
+    strategies: list[RefineStrategy] = field(default_factory=list)
+    fill: RefineFill = "bottom"  # bottom: the original's bottom_pl_fill
     warp_frame_threshold: float = 0.0  # τ of warp_frame (paper: 0.0, which never fires)
     consis_conf_threshold: float = 0.0  # τ of consis_conf
     l_warp: float = 1.0  # weight of the loss on the refined pseudo-label
@@ -145,11 +165,11 @@ class DiscriminatorConfig:
 class MethodConfig:
     """The training method and the image- and video-DA techniques it switches on."""
 
-    name: str = "source_only"  # source_only | target_only | dacs
+    name: MethodName = "source_only"
     ema_alpha: float = 0.999
     pseudo_threshold: float = 0.968
     # class: target losses train on ClassMix of source and target; none: on the target as is
-    mix: str = "class"
+    mix: MixMode = "class"
     consistent_mix: bool = True  # ACCEL: one ClassMix mask for both frames and the flow
     frame_distance: int = 1  # k: canonical offsets from frame t back to frame t−k
     color_jitter_p: float = 0.2  # jitter is applied when u > p (so with probability 1 - p)
@@ -163,7 +183,7 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    type: str = "adamw"
+    type: OptimizerType = "adamw"
     lr: float = 6e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.01
@@ -184,16 +204,16 @@ class TrainConfig:
     checkpoint_every: int = 4000
     log_every: int = 50
     image_every: int = 1000  # TensorBoard image panels (source, target, pseudo-label, mix, ...)
-    amp: str = "off"  # off | bf16 | fp16
-    device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    amp: AmpMode = "off"
+    device: DeviceName = "auto"  # auto: CUDA when available
     channels_last: bool = False
 
 
 @dataclass
 class EvalConfig:
-    classes: str = "all"  # all | viper | synthia_seq: the benchmark's class subset
-    protocols: list[str] = field(default_factory=lambda: ["standard", "uvda"])
-    mode: str = "whole"  # whole | slide
+    classes: ClassSubset = "all"  # the benchmark's class subset
+    protocols: list[EvalProtocol] = field(default_factory=lambda: ["standard", "uvda"])
+    mode: EvalMode = "whole"
     crop_size: list[int] = field(default_factory=list)  # sliding-window size [H, W]
     stride: list[int] = field(default_factory=list)
     best_by: str = "standard"  # the protocol whose mIoU selects the `best` checkpoint

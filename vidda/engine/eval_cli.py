@@ -10,6 +10,7 @@ import cv2
 import torch
 
 from vidda.config.schema import Config
+from vidda.config.validate import validate
 from vidda.data.build import build_dataset
 from vidda.data.classes import TRAIN_ID_TO_ID, colorize
 from vidda.engine.checkpoint import CheckpointError, load_checkpoint
@@ -17,7 +18,6 @@ from vidda.engine.distributed import distributed_run
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.metrics import format_table
 from vidda.models.build import build_segmentor
-from vidda.uda.config_checks import check_eval_data
 
 
 def load_student(cfg: Config, path: Path, device: torch.device) -> torch.nn.Module:
@@ -44,8 +44,9 @@ def run_eval(
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``cfg.data.val``; print the tables; write JSON (+ maps)."""
-    check_eval_data(cfg)
+    """Validate ``cfg``; evaluate ``checkpoint`` on ``cfg.data.val``; print the tables; write JSON
+    (+ maps)."""
+    validate(cfg)
     with distributed_run(cfg.train.device) as info:  # left again once the metrics are reduced
         model = load_student(cfg, checkpoint, info.device)
         val = build_dataset(cfg.data.val, train=False, compat=cfg.compat, key="data.val")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from vidda.config.schema import Config
+from vidda.config.validate import validate
 from vidda.data.build import build_transform, dataset_layout
 from vidda.engine.distributed import distributed_run
 from vidda.engine.trainer import RunOptions, Trainer
@@ -21,7 +22,9 @@ def run_dir_for(cfg: Config, config_path: Path) -> Path:
 
 
 def dry_run(cfg: Config) -> str:
-    """Build the model and the method, and the transforms; read no data. Returns a summary."""
+    """Validate, build the model and the method, and the transforms; read no data. Returns a
+    summary."""
+    validate(cfg)
     with torch.device("meta"):
         student = build_segmentor(cfg.model, load_pretrained=False, compat=cfg.compat)
         method = build_method(cfg, student, None)
@@ -51,6 +54,7 @@ def train(
     """Train ``cfg`` in ``run_dir``; returns the trainer's result plus a one-line summary.
 
     Under ``torchrun`` the process group is joined here and left when training ends."""
+    validate(cfg)
     opts = RunOptions(Path(run_dir), resume, stop_after, progress, num_workers)
     with distributed_run(cfg.train.device) as info:
         result = Trainer(cfg, opts, info).run()

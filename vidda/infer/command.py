@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from vidda.config.schema import Config
+from vidda.config.validate import validate
 from vidda.infer.geometry import parse_resize
 from vidda.infer.model import Segmenter, load_model, resolve_device
 from vidda.infer.run import InferOptions, run_infer
@@ -63,6 +64,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     loaded = load_model(args.checkpoint, args.config, args.overrides, args.network)
     cfg = loaded.cfg
+    validate(cfg)  # also the config stored in the checkpoint, with the overrides
     opts.pair_gap = args.pair_gap or training_gap(cfg)
     opts.check()
     if resize == "config":

@@ -1,180 +1,34 @@
-"""Checks of a config's method section against its model and data, before anything is built.
+"""The config checks under their earlier names; they live in :mod:`vidda.config.validate`.
 
-The schema (``vidda.config.schema``) checks keys and types; this module checks meaning: known
-strategy names and modes, value ranges, and — for the video techniques — that every dataset
-provides the frames and flows the techniques will read. Each problem is one ``ConfigError``
-naming the keys involved, raised by ``build_method`` (so ``vidda train --dry-run`` reports it).
+``check_method_config`` is the whole :func:`~vidda.config.validate.validate` pass, so
+``build_method`` (and with it the trainer and ``vidda train --dry-run``) refuses exactly the
+configs that loading refuses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vidda.config.schema import Config
+from vidda.config.validate import (
+    FILL_MODES,
+    MIN_DISCRIMINATOR_INPUT,
+    MIX_MODES,
+    Need,
+    check_eval_data,
+    data_needs,
+    validate,
+)
 
-from vidda.config.load import ConfigError
-from vidda.config.schema import Config, DatasetConfig
-from vidda.uda.refine import STRATEGIES
-
-__all__ = ["FILL_MODES", "MIX_MODES", "check_eval_data", "check_method_config", "data_needs"]
-
-MIX_MODES = ("class", "none")
-FILL_MODES = ("bottom", "all", "none")
-MIN_DISCRIMINATOR_INPUT = 32  # five stride-2 convolutions need at least 32 pixels per side
-
-
-@dataclass(frozen=True)
-class Need:
-    """Frames (canonical offsets) and stored flows (offsets of the frames whose backward flow is
-    read) that a technique needs from the dataset ``data.<key>``."""
-
-    why: str
-    key: str
-    frames: frozenset[int]
-    flows: frozenset[int] = frozenset()
-
-
-def _pair(why: str, key: str, at: int, k: int, prev: int | None = None) -> Need:
-    """Frame ``at``, its earlier frame and the flow chain ``at → at − k``."""
-    earlier = at - k if prev is None else prev
-    return Need(why, key, frozenset({at, earlier, at - k}), frozenset(at - j for j in range(k)))
-
-
-def data_needs(cfg: Config) -> list[Need]:
-    """What the configured video techniques read from source, target and validation clips."""
-    m, k = cfg.method, cfg.method.frame_distance
-    accel = cfg.model.segmentor == "accel"
-    needs: list[Need] = []
-    if cfg.eval.temporal and cfg.data.val.root:  # prediction of frame t-k, flow t -> t-k
-        needs.append(_pair("eval.temporal", "data.val", 0, k))
-        if accel and not cfg.compat.accel_single_frame_eval:
-            needs.append(_pair("eval.temporal with ACCEL's fused evaluation", "data.val", -k, k))
-    if accel:
-        why = "model.segmentor=accel"
-        needs += [_pair(why, "data.source", 0, k), _pair(why, "data.target", 0, k)]
-        if cfg.data.val.root and not cfg.compat.accel_single_frame_eval:
-            needs.append(_pair(f"{why} (fused evaluation)", "data.val", 0, k))
-        if m.refine.enabled:
-            needs.append(_pair(f"method.refine.enabled with {why}", "data.target", -k, k))
-        if m.discriminator.enabled and m.discriminator.video:
-            why = f"method.discriminator.video with {why}"
-            needs += [_pair(why, "data.source", -k, k), _pair(why, "data.target", -k, k)]
-        return needs
-    prev = -k
-    if cfg.compat.bdd_prev_frame_t4 and cfg.data.target.type == "bddvid":
-        prev = -2 * k
-    if m.refine.enabled:
-        needs.append(_pair("method.refine.enabled", "data.target", 0, k, prev))
-    if m.discriminator.enabled and m.discriminator.video:
-        why = "method.discriminator.video"
-        needs.append(Need(why, "data.source", frozenset({0, -k})))
-        needs.append(Need(why, "data.target", frozenset({0, prev})))
-    return needs
-
-
-def _flow_offsets(ds: DatasetConfig) -> set[int]:
-    if ds.flow_roots:
-        return {o for o, r in zip(ds.offsets, ds.flow_roots, strict=False) if r is not None}
-    return set(ds.flow_offsets) & set(ds.offsets)
-
-
-def _check_need(cfg: Config, need: Need) -> None:
-    ds: DatasetConfig = getattr(cfg.data, need.key.split(".")[1])
-    missing = sorted(need.frames - set(ds.offsets))
-    if missing:
-        raise ConfigError(
-            f"{need.why} needs the frames at offsets {sorted(need.frames)} from {need.key}, but "
-            f"{need.key}.offsets is {list(ds.offsets)} (missing {missing}); set {need.key}.offsets"
-        )
-    have = _flow_offsets(ds)
-    missing = sorted(need.flows - have)
-    if missing:
-        where = f"{need.key}.flow_roots" if ds.flow_roots else f"{need.key}.flow_offsets"
-        raise ConfigError(
-            f"{need.why} needs the backward flow of the frames at offsets {sorted(need.flows)} "
-            f"of {need.key}, but {where} provides flow only for {sorted(have)} "
-            f"(missing {missing}); list them in {need.key}.flow_offsets"
-        )
-
-
-def _check_refine(cfg: Config) -> None:
-    r = cfg.method.refine
-    unknown = [s for s in r.strategies if s not in STRATEGIES]
-    if unknown:
-        raise ConfigError(f"method.refine.strategies: unknown {unknown}; known strategies: "
-                          f"{', '.join(STRATEGIES)}")  # fmt: skip
-    if {"class_thing", "class_stuff"} <= set(r.strategies):
-        raise ConfigError("method.refine.strategies: class_thing and class_stuff are exclusive")
-    if r.fill not in FILL_MODES:
-        raise ConfigError(f"method.refine.fill: {r.fill!r} is not one of {FILL_MODES}")
-    if r.l_warp < 0 or r.l_mix < 0:
-        raise ConfigError(f"method.refine.l_warp and l_mix must be >= 0, got {r.l_warp}, "
-                          f"{r.l_mix}")  # fmt: skip
-    if r.begin < 0:
-        raise ConfigError(f"method.refine.begin must be >= 0, got {r.begin}")
-    if r.enabled and r.l_warp == 0 and r.l_mix == 0:
-        raise ConfigError("method.refine.l_warp and l_mix are both 0: no target loss would "
-                          "train; set l_warp (the refined label) and/or l_mix")  # fmt: skip
-    for name in ("warp_frame_threshold", "consis_conf_threshold"):
-        if not 0.0 <= getattr(r, name) <= 1.0:
-            raise ConfigError(f"method.refine.{name} must be in [0, 1], got {getattr(r, name)}")
-
-
-def _check_discriminator(cfg: Config) -> None:
-    d = cfg.method.discriminator
-    if d.weight < 0 or d.lambda_adv < 0:
-        raise ConfigError(f"method.discriminator.weight and lambda_adv must be >= 0, got "
-                          f"{d.weight}, {d.lambda_adv}")  # fmt: skip
-    if d.lr <= 0 or d.min_lr < 0 or d.min_lr > d.lr:
-        raise ConfigError(f"method.discriminator: need 0 <= min_lr <= lr and lr > 0, got lr "
-                          f"{d.lr}, min_lr {d.min_lr}")  # fmt: skip
-    if len(d.betas) != 2 or not all(0.0 <= b < 1.0 for b in d.betas):
-        raise ConfigError(f"method.discriminator.betas must be two numbers in [0, 1), "
-                          f"got {d.betas}")  # fmt: skip
-    if not 0.0 < d.feature_scale <= 1.0:
-        raise ConfigError(f"method.discriminator.feature_scale must be in (0, 1], "
-                          f"got {d.feature_scale}")  # fmt: skip
-    if d.width < 1:
-        raise ConfigError(f"method.discriminator.width must be >= 1, got {d.width}")
-    for key in ("source", "target") if d.enabled else ():
-        crop = getattr(cfg.data, key).crop_size
-        if crop and min(int(c * d.feature_scale) for c in crop) < MIN_DISCRIMINATOR_INPUT:
-            raise ConfigError(
-                f"method.discriminator: data.{key}.crop_size {list(crop)} × feature_scale "
-                f"{d.feature_scale} is below the discriminator's minimum input of "
-                f"{MIN_DISCRIMINATOR_INPUT} pixels per side"
-            )
+__all__ = [
+    "FILL_MODES",
+    "MIN_DISCRIMINATOR_INPUT",
+    "MIX_MODES",
+    "Need",
+    "check_eval_data",
+    "check_method_config",
+    "data_needs",
+]
 
 
 def check_method_config(cfg: Config) -> None:
-    """Raise ``ConfigError`` on the first method setting that cannot work with this config."""
-    m = cfg.method
-    video = {
-        "method.refine.enabled": m.refine.enabled,
-        "method.discriminator.enabled": m.discriminator.enabled,
-        "model.segmentor=accel": cfg.model.segmentor == "accel",
-    }
-    if m.name != "dacs":
-        on = [k for k, v in video.items() if v]
-        if on:
-            raise ConfigError(f"{', '.join(on)} need method.name: dacs (got {m.name!r})")
-    if m.mix not in MIX_MODES:
-        raise ConfigError(f"method.mix: {m.mix!r} is not one of {MIX_MODES}")
-    if m.frame_distance < 1:
-        raise ConfigError(f"method.frame_distance must be >= 1, got {m.frame_distance}")
-    _check_refine(cfg)  # also when off: a typo should not wait until it is switched on
-    _check_discriminator(cfg)
-    for need in data_needs(cfg):
-        _check_need(cfg, need)
-    if cfg.data.val.root:
-        check_eval_data(cfg)
-
-
-def check_eval_data(cfg: Config) -> None:
-    """Raise ``ConfigError`` if ``data.val`` lacks frames or flows the evaluation reads, or if
-    ``eval.best_by`` names a score the evaluation does not produce."""
-    scores = [*cfg.eval.protocols, *(["temporal"] if cfg.eval.temporal else [])]
-    if cfg.eval.best_by not in scores:
-        raise ConfigError(f"eval.best_by: {cfg.eval.best_by!r} is not one of the evaluation's "
-                          f"scores {scores} (eval.protocols, 'temporal' with eval.temporal)")
-    for need in data_needs(cfg):
-        if need.key == "data.val":
-            _check_need(cfg, need)
+    """Raise ``ConfigError`` on the first setting of ``cfg`` that cannot work (``validate``)."""
+    validate(cfg)
