@@ -32,8 +32,8 @@ from vidda.engine.distributed import DistInfo, all_reduce_mean, barrier, init_di
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.engine.logger import RunLogger
 from vidda.engine.optim import add_module_group, build_optimizer
-from vidda.engine.schedule import lr_factor, set_lr
 from vidda.models.build import build_segmentor
+from vidda.schedule import lr_factor, set_lr
 from vidda.uda.method import Method, StepContext, TrainForward
 from vidda.uda.methods import build_method
 
