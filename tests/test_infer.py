@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from vidda.classes import ID_TO_TRAIN_ID, PALETTE
 from vidda.cli import main
 from vidda.config.load import merge_overrides, save_config
 from vidda.config.schema import Config, EvalConfig
-from vidda.data.classes import ID_TO_TRAIN_ID, PALETTE
 from vidda.engine.checkpoint import save_checkpoint
 from vidda.engine.trainer import _plain_config
 from vidda.infer import InferOptions, Segmenter, load_model, open_source, run_infer

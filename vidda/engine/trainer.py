@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vidda.classes import colorize
 from vidda.config.load import ConfigError, save_config, to_yaml
 from vidda.config.schema import Config
 from vidda.data.build import build_dataset
-from vidda.data.classes import colorize
 from vidda.data.sampling import RareClassSampler, TrainStream, train_loader
 from vidda.engine import checkpoint as ckpt
 from vidda.engine.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, wrap
