@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vidda.amp import AMP_DTYPES
 from vidda.classes import colorize
 from vidda.config.load import ConfigError, save_config, to_yaml
 from vidda.config.schema import Config
@@ -92,9 +93,7 @@ class Trainer:
                 raise ConfigError("compat.disc_in_main_optimizer does not combine with "
                                   "train.amp=fp16; use bf16 or off")  # fmt: skip
             add_module_group(self.optimizer, disc, cfg.optim, "discriminator")
-        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            cfg.train.amp, "bad"
-        )
+        self.amp_dtype = AMP_DTYPES.get(cfg.train.amp, "bad")
         if self.amp_dtype == "bad":
             raise ConfigError(f"train.amp must be off, bf16 or fp16, got {cfg.train.amp!r}")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
