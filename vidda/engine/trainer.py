@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from vidda.amp import AMP_DTYPES
 from vidda.classes import colorize
-from vidda.config.load import ConfigError, save_config, to_yaml
+from vidda.config.load import ConfigError, save_config
+from vidda.config.plain import plain_config as _plain_config
 from vidda.config.schema import Config
 from vidda.data.build import build_dataset
 from vidda.data.sampling import RareClassSampler, TrainStream, train_loader
@@ -332,9 +333,3 @@ def _panels(panels: dict[str, torch.Tensor]) -> dict[str, Any]:
         t = t.detach().cpu()
         out[name] = colorize(t.numpy()) if t.dim() == 2 else t.permute(1, 2, 0).numpy()
     return out
-
-
-def _plain_config(cfg: Config) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(to_yaml(cfg))

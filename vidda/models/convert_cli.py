@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from vidda.config.load import ConfigError
+from vidda.config.plain import plain_config
 from vidda.config.schema import Config
 from vidda.engine.checkpoint import save_checkpoint
-from vidda.engine.trainer import _plain_config
 from vidda.models.backbones import build_backbone
 from vidda.models.backbones.mit import VARIANTS
 from vidda.models.build import build_segmentor
@@ -39,7 +39,7 @@ def convert(
             raise ConfigError(f"{src} is a segmentor checkpoint: give --config with its model")
         model = build_segmentor(cfg.model, load_pretrained=False)
         report = load_mmseg_segmentor(model, state, network)
-        save_checkpoint({"step": 0, "config": _plain_config(cfg), "source": str(src),
+        save_checkpoint({"step": 0, "config": plain_config(cfg), "source": str(src),
                          "models": {"student": model.state_dict()}}, dst)  # fmt: skip
         return f"{dst}: {network} of {src} as a vidda {type(model).__name__} ({report})"
     name = backbone or (cfg.model.backbone if cfg is not None else None) or _guess(state)
