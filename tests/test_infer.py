@@ -431,7 +431,7 @@ def test_overlay_blends_colours_and_draws_a_legend():
 
 
 def test_cli_save_choices_match_the_module() -> None:
-    from vidda import cli
+    from vidda.cli import infer as cli
     from vidda.infer.outputs import DEFAULT_SAVE, SAVE_CHOICES
 
     assert cli.INFER_SAVE_CHOICES == SAVE_CHOICES
