@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vidda.data.classes import IGNORE_INDEX, NUM_CLASSES
+from vidda.classes import IGNORE_INDEX, NUM_CLASSES
 from vidda.metrics import ConfusionMatrix
 
 HEIGHT, WIDTH = 1024, 2048

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidda.data import classes as C
+from vidda import classes as C
 
 
 def test_train_classes_and_palette():

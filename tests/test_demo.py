@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from vidda.classes import PALETTE
 from vidda.cli import main
 from vidda.config.load import config_from_dict
-from vidda.data.classes import PALETTE
 from vidda.demo import contact_sheet, format_table, summary_line, synthetic_data
 
 SUMMARY = re.compile(r"^demo: source_only=(\d+\.\d) adapted=(\d+\.\d) gain=(-?\d+\.\d)$")

@@ -135,7 +135,7 @@ def test_vidda_eval_reports_both_protocols_and_saves_maps(synth, tmp_path, capsy
     import cv2
     import numpy as np
 
-    from vidda.data.classes import ID_TO_TRAIN_ID
+    from vidda.classes import ID_TO_TRAIN_ID
 
     train(tiny(synth, "source_only", "schedule.iters=2"), tmp_path / "run", progress=False)
     overrides = [f"data.val.root={synth}", "model.head_kwargs.embed_dim=32"]

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from vidda.classes import ID_TO_TRAIN_ID, PALETTE
 from vidda.cli import main
 from vidda.config.load import merge_overrides, save_config
+from vidda.config.plain import plain_config
 from vidda.config.schema import Config, EvalConfig
-from vidda.data.classes import ID_TO_TRAIN_ID, PALETTE
 from vidda.engine.checkpoint import save_checkpoint
-from vidda.engine.trainer import _plain_config
 from vidda.infer import InferOptions, Segmenter, load_model, open_source, run_infer
 from vidda.infer.outputs import OutputError, PredictionFiles
 from vidda.models.build import build_segmentor
@@ -43,7 +43,7 @@ def save_ckpt(path: Path, model: nn.Module, cfg: Config | None, **models: nn.Mod
     state = {"step": 7, "models": {"student": model.state_dict(),
                                    **{k: m.state_dict() for k, m in models.items()}}}  # fmt: skip
     if cfg is not None:
-        state["config"] = _plain_config(cfg)
+        state["config"] = plain_config(cfg)
     return save_checkpoint(state, path)
 
 
@@ -432,7 +432,7 @@ def test_overlay_blends_colours_and_draws_a_legend():
 
 
 def test_cli_save_choices_match_the_module() -> None:
-    from vidda import cli
+    from vidda.cli import infer as cli
     from vidda.infer.outputs import DEFAULT_SAVE, SAVE_CHOICES
 
     assert cli.INFER_SAVE_CHOICES == SAVE_CHOICES

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidda.data.classes import CLASSES, SYNTHIA_SEQ_CLASSES, VIPER_CLASSES
+from vidda.classes import CLASSES, SYNTHIA_SEQ_CLASSES, VIPER_CLASSES
 from vidda.metrics import ConfusionMatrix, evaluate_both, format_table, to_json
 
 NAN = math.nan

@@ -7,9 +7,9 @@ import torch
 
 from vidda.config.schema import ModelConfig, OptimConfig
 from vidda.engine.optim import build_optimizer, param_groups
-from vidda.engine.schedule import lr_factor
 from vidda.models.build import build_segmentor
 from vidda.models.segmentors.accel import ACCEL
+from vidda.schedule import lr_factor
 
 
 def groups_by_param(model):

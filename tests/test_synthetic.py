@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidda.data.classes import CLASSES, NUM_CLASSES
+from vidda.classes import CLASSES, NUM_CLASSES
 from vidda.data.datasets.synthetic import (
     DOMAINS,
     SynthConfig,

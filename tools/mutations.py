@@ -922,9 +922,9 @@ _add("sampling_recrop_never_stops", "sampling", F,
      "RCS always re-crops ten times and keeps the last crop", T_SAMPLING)
 
 # =========================================================================== engine
-# vidda/engine/schedule.py ----------------------------------------------------------------
+# vidda/schedule.py ----------------------------------------------------------------------------
 
-F = "vidda/engine/schedule.py"
+F = "vidda/schedule.py"
 _add("schedule_poly_off_by_one", "schedule", F,
      "factor = max(1.0 - step / total, 0.0) ** power",
      "factor = max(1.0 - (step + 1) / total, 0.0) ** power",

@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidda.data.classes import CLASSES, colorize
+from vidda.classes import CLASSES, colorize
 from vidda.errors import UserError
 from vidda.flow.io import read_flow
 from vidda.viz import flow_to_color, mosaic, put_title

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidda.data.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES, class_subset
+from vidda.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES, class_subset
 
 __all__ = [
     "PROTOCOLS",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidda.data.classes import IGNORE_INDEX, NUM_CLASSES
+from vidda.classes import IGNORE_INDEX, NUM_CLASSES
 from vidda.flow.warp import warp_labels
 from vidda.metrics import ConfusionMatrix
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vidda.data.classes import colorize
+from vidda.classes import colorize
 
 __all__ = ["colorize", "flow_to_color", "flow_wheel", "mosaic", "put_title"]
 

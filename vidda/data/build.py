@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from vidda.config.registry import lookup
 from vidda.config.schema import CompatConfig, DatasetConfig
 from vidda.data.clips import ClipEntry, build_index
 from vidda.data.dataset import ClipDataset
@@ -33,10 +34,7 @@ LAYOUTS: dict[str, LayoutFn] = {
 
 def dataset_layout(cfg: DatasetConfig, key: str = "dataset") -> SequenceLayout:
     """The file layout ``cfg`` describes; ``key`` names the config section in errors."""
-    if cfg.type not in LAYOUTS:
-        raise DatasetError(
-            f"{key}.type: unknown dataset type {cfg.type!r}; expected one of {sorted(LAYOUTS)}"
-        )
+    make_layout = lookup(LAYOUTS, cfg.type, f"{key}.type", "dataset type", DatasetError)
     if not cfg.root:
         raise DatasetError(f"{key}.root: no dataset root given for {cfg.type}")
     root = Path(cfg.root).expanduser()
@@ -45,7 +43,7 @@ def dataset_layout(cfg: DatasetConfig, key: str = "dataset") -> SequenceLayout:
     kwargs: dict = {"split_file": Path(cfg.split_file) if cfg.split_file else None}
     if cfg.type == "synthetic":
         kwargs["domain"] = cfg.domain
-    layout = LAYOUTS[cfg.type](root, cfg.split, **kwargs)
+    layout = make_layout(root, cfg.split, **kwargs)
     if cfg.frame_step:
         layout = replace(layout, frame_step=cfg.frame_step)
     return layout

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vidda.data.classes import CLASSES, ID_TO_TRAIN_ID, NUM_CLASSES
+from vidda.classes import CLASSES, ID_TO_TRAIN_ID, NUM_CLASSES
 from vidda.data.convert_labels import (
     SYNTHIA_SEQ_CLASSES,
     SYNTHIA_SEQ_TO_TRAIN_ID,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from vidda.data.classes import IGNORE_INDEX, NUM_CLASSES
+from vidda.classes import IGNORE_INDEX, NUM_CLASSES
 from vidda.errors import UserError
 
 

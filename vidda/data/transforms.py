@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidda.data.classes import IGNORE_INDEX
+from vidda.classes import IGNORE_INDEX
 from vidda.data.clips import RawClip
 
 CROP_TRIES = 10  # re-draws of a crop that fails the category-max-ratio rule (as the original)

@@ -9,10 +9,10 @@ from typing import Any
 import cv2
 import torch
 
+from vidda.classes import TRAIN_ID_TO_ID, colorize
 from vidda.config.schema import Config
 from vidda.config.validate import validate
 from vidda.data.build import build_dataset
-from vidda.data.classes import TRAIN_ID_TO_ID, colorize
 from vidda.engine.checkpoint import CheckpointError, load_checkpoint
 from vidda.engine.distributed import distributed_run
 from vidda.engine.evaluator import evaluate, segmentor_predictor

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from vidda.classes import IGNORE_INDEX
 from vidda.config.schema import Config
 from vidda.data.build import build_dataset
-from vidda.data.classes import IGNORE_INDEX
 from vidda.errors import UserError
 from vidda.models.build import build_segmentor
 from vidda.models.segmentors.accel import ACCEL

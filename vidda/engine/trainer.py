@@ -22,18 +22,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vidda.config.load import ConfigError, save_config, to_yaml
+from vidda.amp import AMP_DTYPES
+from vidda.classes import colorize
+from vidda.config.load import ConfigError, save_config
+from vidda.config.plain import plain_config as _plain_config
 from vidda.config.schema import Config
 from vidda.data.build import build_dataset
-from vidda.data.classes import colorize
 from vidda.data.sampling import RareClassSampler, TrainStream, train_loader
 from vidda.engine import checkpoint as ckpt
 from vidda.engine.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, wrap
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.engine.logger import RunLogger
 from vidda.engine.optim import add_module_group, build_optimizer
-from vidda.engine.schedule import lr_factor, set_lr
 from vidda.models.build import build_segmentor
+from vidda.schedule import lr_factor, set_lr
 from vidda.uda.method import Method, StepContext, TrainForward
 from vidda.uda.methods import build_method
 
@@ -92,9 +94,7 @@ class Trainer:
                 raise ConfigError("compat.disc_in_main_optimizer does not combine with "
                                   "train.amp=fp16; use bf16 or off")  # fmt: skip
             add_module_group(self.optimizer, disc, cfg.optim, "discriminator")
-        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            cfg.train.amp, "bad"
-        )
+        self.amp_dtype = AMP_DTYPES.get(cfg.train.amp, "bad")
         if self.amp_dtype == "bad":
             raise ConfigError(f"train.amp must be off, bf16 or fp16, got {cfg.train.amp!r}")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
@@ -333,9 +333,3 @@ def _panels(panels: dict[str, torch.Tensor]) -> dict[str, Any]:
         t = t.detach().cpu()
         out[name] = colorize(t.numpy()) if t.dim() == 2 else t.permute(1, 2, 0).numpy()
     return out
-
-
-def _plain_config(cfg: Config) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(to_yaml(cfg))

@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidda.classes import IGNORE_INDEX
+
 __all__ = [
     "BORDER_TOLERANCE",
     "FB_ALPHA",
     "FB_BETA",
-    "IGNORE_INDEX",
     "backward_warp",
     "forward_backward_consistent",
     "original_bottom_limit",
@@ -40,9 +41,6 @@ __all__ = [
     "warp_labels",
     "warp_probs",
 ]
-
-IGNORE_INDEX = 255
-"""Label written where a warp is invalid (and the original's marker in every channel)."""
 
 BORDER_TOLERANCE = 1e-3
 """Slack (pixels) of the inside-the-image rule, absorbing float round-off of ``p + f(p)``."""

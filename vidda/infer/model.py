@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vidda.amp import AMP_DTYPES
 from vidda.config.load import config_from_dict, load_config, merge_overrides
 from vidda.config.schema import Config, EvalConfig
 from vidda.engine.checkpoint import CheckpointError, load_checkpoint
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 NETWORKS = ("student", "teacher")
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidda.data.classes import (
+from vidda.classes import (
     CLASSES,
     ID_TO_TRAIN_ID,
     IGNORE_INDEX,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vidda.data.classes import CLASSES, NUM_CLASSES, PALETTE, colorize
+from vidda.classes import CLASSES, NUM_CLASSES, PALETTE, colorize
 
 __all__ = ["ALPHA", "draw_legend", "render_overlay"]
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vidda.data.classes import NUM_CLASSES
+from vidda.classes import NUM_CLASSES
 from vidda.errors import UserError
 from vidda.flow.estimate import DISEstimator
 from vidda.infer.geometry import Size, model_size, resize_flow, resize_frame

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 
 from vidda.config.load import ConfigError
+from vidda.config.registry import lookup
 from vidda.config.schema import CompatConfig, ModelConfig
 from vidda.models.backbones import build_backbone
 from vidda.models.heads import build_head
@@ -17,8 +19,7 @@ from vidda.models.segmentors.hrda import HRDA
 
 # HRDA's scale-attention head for each segmentation head (as in the original HRDA configs).
 ATTENTION_HEADS = {"daformer": "daformer_conv1", "dlv2": "dlv2", "segformer": "segformer"}
-SINGLE_FRAME = ("encoder_decoder", "hrda")
-SEGMENTORS = (*SINGLE_FRAME, "accel")
+SINGLE_FRAME = ("encoder_decoder", "hrda")  # the segmentors ACCEL can wrap
 
 
 def build_segmentor(
@@ -28,12 +29,16 @@ def build_segmentor(
 
     ``compat`` sets ACCEL's switches (``original_warp``, ``accel_*``); other segmentors ignore it.
     """
-    if cfg.segmentor not in SEGMENTORS:
-        raise ConfigError(
-            f"model.segmentor: unknown segmentor {cfg.segmentor!r}; expected one of {SEGMENTORS}"
-        )
-    if cfg.segmentor == "accel":
-        return _build_accel(cfg, load_pretrained, compat or CompatConfig())
+    build = lookup(BUILDERS, cfg.segmentor, "model.segmentor")
+    return build(cfg, load_pretrained, compat or CompatConfig())
+
+
+HeadFn = Callable[[str, int], nn.Module]
+"""``head(name, num_classes)``: a head on the backbone's features, with ``model.head_kwargs``."""
+
+
+def _backbone_and_heads(cfg: ModelConfig, load_pretrained: bool) -> tuple[nn.Module, HeadFn]:
+    """The backbone (with its pretrained weights when asked) and a builder of heads on it."""
     backbone = build_backbone(cfg.backbone, **cfg.backbone_kwargs)
     if load_pretrained and cfg.pretrained:
         load_backbone_weights(backbone, cfg.pretrained)
@@ -42,9 +47,21 @@ def build_segmentor(
         return build_head(name, tuple(backbone.out_channels), num_classes,
                           in_strides=tuple(backbone.out_strides), **cfg.head_kwargs)  # fmt: skip
 
+    return backbone, head
+
+
+def _build_encoder_decoder(
+    cfg: ModelConfig, load_pretrained: bool, compat: CompatConfig
+) -> EncoderDecoder:
+    """Backbone + decode head at one scale."""
+    backbone, head = _backbone_and_heads(cfg, load_pretrained)
+    return EncoderDecoder(backbone, head(cfg.head, cfg.num_classes))
+
+
+def _build_hrda(cfg: ModelConfig, load_pretrained: bool, compat: CompatConfig) -> HRDA:
+    """HRDA: the decode head and (unless ``fixed_attention``) its scale-attention head."""
+    backbone, head = _backbone_and_heads(cfg, load_pretrained)
     decode = head(cfg.head, cfg.num_classes)
-    if cfg.segmentor == "encoder_decoder":
-        return EncoderDecoder(backbone, decode)
     kwargs = dict(cfg.segmentor_kwargs)
     classwise = kwargs.pop("attention_classwise", True)
     fixed = kwargs.pop("fixed_attention", None)
@@ -61,13 +78,12 @@ def build_segmentor(
 
 def _build_accel(cfg: ModelConfig, load_pretrained: bool, compat: CompatConfig) -> ACCEL:
     """ACCEL around the base segmentor ``model.accel.base`` (built from the rest of ``cfg``)."""
-    if cfg.accel.base not in SINGLE_FRAME:
-        raise ConfigError(f"model.accel.base: unknown base segmentor {cfg.accel.base!r}; "
-                          f"expected one of {SINGLE_FRAME}")  # fmt: skip
+    single_frame = {name: BUILDERS[name] for name in SINGLE_FRAME}
+    build_base = lookup(single_frame, cfg.accel.base, "model.accel.base", "base segmentor")
     if cfg.accel.invalid_fill not in INVALID_FILLS:
         raise ConfigError(f"model.accel.invalid_fill: {cfg.accel.invalid_fill!r} is not one of "
                           f"{INVALID_FILLS}")  # fmt: skip
-    base = build_segmentor(replace(cfg, segmentor=cfg.accel.base), load_pretrained)
+    base = build_base(replace(cfg, segmentor=cfg.accel.base), load_pretrained, CompatConfig())
     return ACCEL(
         base,
         cfg.num_classes,
@@ -78,6 +94,16 @@ def _build_accel(cfg: ModelConfig, load_pretrained: bool, compat: CompatConfig) 
         compat_unwarped=compat.accel_unwarped_fusion,
         compat_single_frame_eval=compat.accel_single_frame_eval,
     )
+
+
+SegmentorBuilder = Callable[[ModelConfig, bool, CompatConfig], nn.Module]
+
+BUILDERS: dict[str, SegmentorBuilder] = {
+    "encoder_decoder": _build_encoder_decoder,
+    "hrda": _build_hrda,
+    "accel": _build_accel,
+}
+"""``model.segmentor`` name → ``build(cfg, load_pretrained, compat)``."""
 
 
 def load_backbone_weights(backbone: nn.Module, path: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vidda.data.classes import IGNORE_INDEX
+from vidda.classes import IGNORE_INDEX
 
 
 def seg_loss(

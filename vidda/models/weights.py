@@ -28,7 +28,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from vidda.config.load import ConfigError
 from vidda.errors import UserError
+from vidda.models.backbones.mit import VARIANTS
 
 StateDict = dict[str, Tensor]
 Format = Literal["mit", "hf", "unknown"]
@@ -418,3 +420,19 @@ def load_backbone_file(
         return load_checked(backbone, state_dict, strict=strict)
     except WeightsError as err:
         raise WeightsError(f"{path}: {err}") from err
+
+
+def guess_backbone(state: Mapping[str, Tensor]) -> str:
+    """The backbone (MiT variant or ``resnet101_v1c``) a backbone file holds, from its tensors."""
+    if detect_format(state) == "unknown":
+        if any(k.startswith("stem.") for k in state):
+            return "resnet101_v1c"
+        raise ConfigError("cannot tell which backbone the file holds; give --backbone")
+    sd = mit_state_dict(state)
+    width = sd["patch_embed1.proj.weight"].shape[0]
+    depths = tuple(1 + max(int(k.split(".")[1]) for k in sd if k.startswith(f"block{i}."))
+                   for i in range(1, 5))  # fmt: skip
+    for variant, spec in VARIANTS.items():
+        if spec.embed_dims[0] == width and tuple(spec.depths) == depths:
+            return variant
+    raise ConfigError(f"no MiT variant has width {width} and depths {depths}; give --backbone")

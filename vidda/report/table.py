@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vidda.data.classes import CLASS_SUBSETS, CLASSES, class_subset
+from vidda.classes import CLASS_SUBSETS, CLASSES, class_subset
 from vidda.report.runs import Run, class_scores
 
 PROTOCOL_CHOICES = ("standard", "uvda", "both")

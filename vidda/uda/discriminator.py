@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from vidda.engine.schedule import lr_factor
+from vidda.schedule import lr_factor
 
 __all__ = [
     "SOURCE_LABEL",
@@ -213,7 +213,7 @@ class VideoDiscriminator(nn.Module):
     def build_optimizer(self) -> torch.optim.Optimizer:
         """D's own Adam over D's parameters only (stored as ``self.optimizer`` and returned).
 
-        Each group records ``initial_lr`` so :func:`vidda.engine.schedule.set_lr` also works.
+        Each group records ``initial_lr`` so :func:`vidda.schedule.set_lr` also works.
         """
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=self.betas)
         for group in self.optimizer.param_groups:

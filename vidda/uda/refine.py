@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vidda.data.classes import IGNORE_INDEX, LABELS, NUM_CLASSES
+from vidda.classes import IGNORE_INDEX, LABELS, NUM_CLASSES
 from vidda.flow.warp import FB_ALPHA, FB_BETA, backward_warp, original_warp, warp_labels
 
 __all__ = [

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vidda.classes import IGNORE_INDEX
 from vidda.config.schema import RefineConfig
-from vidda.data.classes import IGNORE_INDEX
 from vidda.uda.clip_view import Pair
 from vidda.uda.pseudo import pseudo_label
 from vidda.uda.refine import PL, refine, warp_pseudo_label

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from vidda.data.classes import NUM_CLASSES
+from vidda.classes import NUM_CLASSES
 from vidda.data.datasets._synth_scene import (
     BUILDING,
     CAR,

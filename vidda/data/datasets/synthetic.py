@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidda.data.classes import NUM_CLASSES
+from vidda.classes import NUM_CLASSES
 from vidda.data.datasets._synth_scene import backward_flow, build_scene, cast_grid
 from vidda.data.datasets._synth_style import DOMAINS, Shader, style_for
 from vidda.errors import UserError

@@ -9,6 +9,7 @@ from importlib import import_module
 
 from torch import nn
 
+from vidda.config.registry import lookup
 from vidda.errors import UserError
 
 # name → "module:function"; modules are imported on first use.
@@ -32,7 +33,6 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
 
 
 def _resolve(table: dict[str, str], name: str, what: str) -> Callable[..., nn.Module]:
-    if name not in table:
-        raise UnknownModelError(f"unknown {what} {name!r}; expected one of {sorted(table)}")
-    module, func = table[name].split(":")
+    """The constructor ``table`` lists for ``name`` (its module imported now)."""
+    module, func = lookup(table, name, "", what, UnknownModelError).split(":")
     return getattr(import_module(module), func)

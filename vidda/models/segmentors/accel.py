@@ -38,7 +38,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidda.flow.warp import IGNORE_INDEX, backward_warp, original_warp
+from vidda.classes import IGNORE_INDEX
+from vidda.flow.warp import backward_warp, original_warp
 from vidda.models.segmentors.encoder_decoder import upsample
 from vidda.models.segmentors.sliding import slide
 

@@ -1,6 +1,7 @@
 """The Cityscapes label space shared by every benchmark, and the benchmarks' class subsets.
 
-Facts from the official cityscapesScripts ``labels.py``.
+Facts from the official cityscapesScripts ``labels.py``. The table sits below data, flow, models,
+uda and engine, which all read it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 IGNORE_INDEX = 255
+"""The ignore label: unlabelled pixels, dropped pseudo-labels and invalid warps (every channel)."""
+
 NUM_CLASSES = 19
 
 CLASSES: tuple[str, ...] = (

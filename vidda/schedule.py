@@ -1,4 +1,7 @@
-"""Learning-rate schedule: poly decay with linear warm-up (mmcv 1.3.7 semantics)."""
+"""Learning-rate schedule: poly decay with linear warm-up (mmcv 1.3.7 semantics).
+
+Pure functions below the engine and the UDA methods, which both set learning rates.
+"""
 
 from __future__ import annotations
 
