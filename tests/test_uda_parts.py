@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidda.models.backbones.mit import DropPath
+from vidda.models.normalize import MEAN, STD, denormalize, normalize, renormalize
 from vidda.uda.augment import (
     StrongAugParams,
     adjust_brightness,
@@ -43,7 +44,6 @@ from vidda.uda.fd import (
 )
 from vidda.uda.mic import block_mask, mask_images
 from vidda.uda.mix import class_mix_masks, draw_mix_classes, mix, mix_flows
-from vidda.uda.normalize import MEAN, STD, denormalize, normalize, renormalize
 from vidda.uda.pseudo import pseudo_label
 from vidda.uda.teacher import EMATeacher, ema_momentum, pseudo_mode
 
