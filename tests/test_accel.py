@@ -12,6 +12,7 @@ from vidda.models.losses import seg_loss
 from vidda.models.segmentors.accel import ACCEL
 from vidda.models.segmentors.encoder_decoder import EncoderDecoder
 from vidda.models.segmentors.hrda import HRDA
+from vidda.models.segmentors.inputs import Pair
 from vidda.uda.mix import class_mix_masks, mix, mix_flows
 
 K = 5
@@ -68,15 +69,15 @@ def test_fusion_starts_as_identity_even_where_the_warp_is_invalid():
     model = make_accel()
     x_t, x_tk, flow = pair()
     valid = torch.rand(2, H, W, generator=torch.Generator().manual_seed(3)) > 0.3
-    out = model.forward_train(x_t, x_tk, flow, valid)
+    out = model.forward_train(Pair(x_t, x_tk, flow, valid))
     assert out["logits"].shape == (2, K, H, W)
-    torch.testing.assert_close(out["logits"], up(model.segmentor(x_t)))
-    torch.testing.assert_close(model.inference(x_t, x_tk, flow, valid),
+    torch.testing.assert_close(out["logits"], up(model.segmentor.logits(x_t)))
+    torch.testing.assert_close(model.inference(Pair(x_t, x_tk, flow, valid)),
                                model.segmentor.inference(x_t))  # fmt: skip
     # HRDA: the fused map is frame t's own fused map upsampled; hr is frame t's own crop
     hmodel = make_hrda_accel()
     box = (8, 24, 0, 16)
-    out = hmodel.forward_train(x_t, x_tk, flow, valid, box=box)
+    out = hmodel.forward_train(Pair(x_t, x_tk, flow, valid), box=box)
     ref = hmodel.segmentor.forward_train(x_t, box=box)
     torch.testing.assert_close(out["logits"], up(ref["logits"]))
     torch.testing.assert_close(out["lr"], up(ref["lr"]))
@@ -95,7 +96,7 @@ def test_gradients_reach_fusion_and_base_network_only_through_frame_t():
     flow = flow / 6  # mostly valid
     x_t.requires_grad_(True)
     x_tk.requires_grad_(True)
-    out = model.forward_train(x_t, x_tk, flow)
+    out = model.forward_train(Pair(x_t, x_tk, flow))
     label = torch.randint(0, K, (2, H, W), generator=g)
     sum(model.loss(out, label).values()).backward()
     grad = model.fusion.weight.grad[:, :, 0, 0]
@@ -111,8 +112,8 @@ def test_constant_flow_shift_warps_the_previous_logits_by_hand():
     set_fusion(model, torch.zeros(K, K), torch.eye(K))  # output = the warped half alone
     x_t, x_tk, _ = pair()
     flow = shift_flow(2, 1.0, -2.0)  # pixel (y, x) of frame t is (y − 2, x + 1) of frame t−k
-    out = model.forward_train(x_t, x_tk, flow)["logits"]
-    z_t, z_tk = up(model.segmentor(x_t)), up(model.segmentor(x_tk))
+    out = model.forward_train(Pair(x_t, x_tk, flow))["logits"]
+    z_t, z_tk = up(model.segmentor.logits(x_t)), up(model.segmentor.logits(x_tk))
     expected = z_t.clone()  # invalid (first two rows, last column) → frame t's logits
     expected[:, :, 2:, :-1] = z_tk[:, :, :-2, 1:]
     torch.testing.assert_close(out, expected)
@@ -138,11 +139,13 @@ def test_inference_with_identical_frames_and_zero_flow_is_the_base_inference():
     set_fusion(model, a, torch.eye(K) - a)  # A + B = I: identity whenever warped == current
     x_t, _, _ = pair()
     zero = torch.zeros(2, 2, H, W)
-    torch.testing.assert_close(model.inference(x_t, x_t, zero), model.segmentor.inference(x_t))
+    torch.testing.assert_close(model.inference(Pair(x_t, x_t, zero)),
+                               model.segmentor.inference(x_t))  # fmt: skip
     # HRDA base as well
     hmodel = make_hrda_accel()
     set_fusion(hmodel, a, torch.eye(K) - a)
-    torch.testing.assert_close(hmodel.inference(x_t, x_t, zero), hmodel.segmentor.inference(x_t))
+    torch.testing.assert_close(hmodel.inference(Pair(x_t, x_t, zero)),
+                               hmodel.segmentor.inference(x_t))  # fmt: skip
 
 
 def test_compat_unwarped_fuses_the_unwarped_previous_logits():
@@ -151,9 +154,9 @@ def test_compat_unwarped_fuses_the_unwarped_previous_logits():
     set_fusion(model, torch.randn(K, K, generator=g), torch.randn(K, K, generator=g))
     x_t, x_tk, flow = pair()
     z_t, z_tk = model.segmentor.inference(x_t), model.segmentor.inference(x_tk)
-    torch.testing.assert_close(model.inference(x_t, x_tk, flow), model.fuse(z_t, z_tk))
+    torch.testing.assert_close(model.inference(Pair(x_t, x_tk, flow)), model.fuse(z_t, z_tk))
     model.compat_unwarped = False
-    assert not torch.allclose(model.inference(x_t, x_tk, flow), model.fuse(z_t, z_tk))
+    assert not torch.allclose(model.inference(Pair(x_t, x_tk, flow)), model.fuse(z_t, z_tk))
 
 
 def test_predict_slide_equals_whole_when_one_window_covers_the_image():
@@ -163,14 +166,14 @@ def test_predict_slide_equals_whole_when_one_window_covers_the_image():
     x_t, x_tk, flow = pair()
     flow = flow / 3
     valid = torch.rand(2, H, W, generator=g) > 0.2
-    whole = model.predict(x_t, x_tk, flow, valid)
+    whole = model.predict(Pair(x_t, x_tk, flow, valid))
     assert whole.shape == (2, K, H, W)
-    torch.testing.assert_close(model.predict(x_t, x_tk, flow, valid, "slide", (H, W), (16, 16)),
-                               whole)  # fmt: skip
-    torch.testing.assert_close(model.predict(x_t, x_tk, flow, None, "slide", (64, 64), (32, 32)),
-                               model.predict(x_t, x_tk, flow))  # fmt: skip
+    p = Pair(x_t, x_tk, flow, valid)
+    torch.testing.assert_close(model.predict(p, "slide", (H, W), (16, 16)), whole)
+    torch.testing.assert_close(model.predict(Pair(x_t, x_tk, flow), "slide", (64, 64), (32, 32)),
+                               model.predict(Pair(x_t, x_tk, flow)))  # fmt: skip
     with pytest.raises(ValueError, match="slide"):
-        model.predict(x_t, x_tk, flow, mode="slide")
+        model.predict(Pair(x_t, x_tk, flow), mode="slide")
 
 
 def test_predict_slide_cuts_frames_and_flow_identically():
@@ -180,7 +183,7 @@ def test_predict_slide_cuts_frames_and_flow_identically():
     x_t, _, _ = pair()
     zero = torch.zeros(2, 2, H, W)
     # identical frames + zero flow: every window fuses to the base's window logits
-    torch.testing.assert_close(model.predict(x_t, x_t, zero, None, "slide", (16, 16), (8, 8)),
+    torch.testing.assert_close(model.predict(Pair(x_t, x_t, zero, None), "slide", (16, 16), (8, 8)),
                                model.segmentor.predict(x_t, "slide", (16, 16), (8, 8)))  # fmt: skip
 
 
@@ -188,7 +191,7 @@ def test_compat_single_frame_eval_ignores_the_previous_frame():
     model = make_accel(compat_single_frame_eval=True)
     set_fusion(model, torch.zeros(K, K), torch.eye(K))
     x_t, x_tk, flow = pair()
-    torch.testing.assert_close(model.predict(x_t, x_tk, flow), model.segmentor.predict(x_t))
+    torch.testing.assert_close(model.predict(Pair(x_t, x_tk, flow)), model.segmentor.predict(x_t))
 
 
 def test_loss_delegates_to_hrda_with_fused_and_hr_terms():
@@ -199,7 +202,7 @@ def test_loss_delegates_to_hrda_with_fused_and_hr_terms():
     x_t, x_tk, flow = pair()
     label = torch.randint(0, K, (2, H, W), generator=g)
     box = (0, 16, 16, 32)
-    out = model.forward_train(x_t, x_tk, flow, box=box, generator=g)
+    out = model.forward_train(Pair(x_t, x_tk, flow), box=box, generator=g)
     losses = model.loss(out, label)
     assert set(losses) == {"loss_seg", "loss_seg_hr"}
     torch.testing.assert_close(losses["loss_seg"], 0.9 * seg_loss(out["logits"], label))
@@ -212,7 +215,7 @@ def test_original_hr_fusion_stretches_and_fuses_the_crop_logits():
     model = make_hrda_accel(hr_fusion="original")
     x_t, x_tk, flow = pair()
     box = (0, 16, 16, 32)
-    out = model.forward_train(x_t, x_tk, flow, box=box)
+    out = model.forward_train(Pair(x_t, x_tk, flow), box=box)
     assert out["hr"].shape == (2, K, H, W)
     torch.testing.assert_close(out["hr"], up(model.segmentor.forward_train(x_t, box=box)["hr"]))
     losses = model.loss(out, torch.randint(0, K, (2, H, W)))
@@ -241,7 +244,7 @@ def test_consistent_mixup_one_mask_mixes_both_frames_and_the_flow():
     assert torch.equal(valid, mask)
 
     model = make_accel().train()
-    out = model.forward_train(clip[:, 1], clip[:, 0], flow, valid)
+    out = model.forward_train(Pair(clip[:, 1], clip[:, 0], flow, valid))
     label = mix(mask, src_label, torch.randint(0, K, (b, H, W), generator=g))
     loss = sum(model.loss(out, label).values())
     loss.backward()
@@ -252,9 +255,9 @@ def test_bad_shapes_and_options_are_rejected():
     model = make_accel()
     x_t, x_tk, flow = pair()
     with pytest.raises(ValueError, match="flow"):
-        model.forward_train(x_t, x_tk, flow[:, :, :16])
+        model.forward_train(Pair(x_t, x_tk, flow[:, :, :16]))
     with pytest.raises(ValueError, match="frames"):
-        model.inference(x_t, x_tk[:1], flow)
+        model.inference(Pair(x_t, x_tk[:1], flow))
     with pytest.raises(ValueError, match="invalid_fill"):
         make_accel(invalid_fill="nan")
     with pytest.raises(ValueError, match="hr_fusion"):

@@ -21,8 +21,8 @@ from vidda.engine.checkpoint import save_checkpoint
 from vidda.infer import InferOptions, Segmenter, load_model, open_source, run_infer
 from vidda.infer.outputs import OutputError, PredictionFiles
 from vidda.models.build import build_segmentor
+from vidda.models.normalize import normalize
 from vidda.models.segmentors.accel import ACCEL
-from vidda.uda.normalize import normalize
 
 TINY = [
     "model.backbone=mit_b0",

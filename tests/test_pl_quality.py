@@ -14,7 +14,7 @@ from vidda.engine.checkpoint import load_checkpoint
 from vidda.engine.pl_quality import PLQualityError, measure_pl_quality
 from vidda.engine.run import train
 from vidda.models.build import build_segmentor
-from vidda.uda.normalize import normalize
+from vidda.models.normalize import normalize
 from vidda.uda.teacher import pseudo_mode
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "demo"

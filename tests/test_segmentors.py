@@ -61,15 +61,15 @@ def test_hrda_detail_only_equals_the_high_resolution_branch():
     out = model.forward_train(x)
     assert out["box"] == (0, 64, 0, 64)
     torch.testing.assert_close(out["logits"], out["hr"])
-    torch.testing.assert_close(out["logits"], model(x))  # the HR branch is the plain forward
+    torch.testing.assert_close(out["logits"], model.logits(x))  # the HR branch is the plain forward
     torch.testing.assert_close(model.inference(x), F.interpolate(
-        model(x), (64, 64), mode="bilinear", align_corners=False))  # fmt: skip
+        model.logits(x), (64, 64), mode="bilinear", align_corners=False))  # fmt: skip
 
 
 def test_hrda_context_only_is_the_upsampled_low_resolution_branch():
     model = make_hrda(attention_head=None, fixed_attention=0.0).eval()
     x = torch.randn(1, 3, 64, 64)
-    lr = model(F.interpolate(x, (32, 32), mode="bilinear", align_corners=False))
+    lr = model.logits(F.interpolate(x, (32, 32), mode="bilinear", align_corners=False))
     expected = F.interpolate(lr, (16, 16), mode="bilinear", align_corners=False)
     torch.testing.assert_close(model.forward_train(x)["logits"], expected)
 
@@ -86,7 +86,7 @@ def test_hrda_training_fusion_follows_the_original_order_of_operations():
     mask[:, :, 2:6, 1:5] = 1
     att = att * mask
     canvas = torch.zeros(2, 5, 16, 16)
-    canvas[:, :, 4:12, 2:10] = model(x[:, :, 16:48, 8:40])
+    canvas[:, :, 4:12, 2:10] = model.logits(x[:, :, 16:48, 8:40])
     up = lambda t: F.interpolate(t, (16, 16), mode="bilinear", align_corners=False)  # noqa: E731
     torch.testing.assert_close(out["logits"], up(att) * canvas + up((1 - att) * s_lr))
     torch.testing.assert_close(out["attention"], att)

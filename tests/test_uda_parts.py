@@ -20,6 +20,7 @@ from torch import nn
 
 from vidda.config.schema import FDConfig
 from vidda.models.backbones.mit import DropPath
+from vidda.models.normalize import MEAN, STD, denormalize, normalize, renormalize
 from vidda.uda.augment import (
     StrongAugParams,
     adjust_brightness,
@@ -42,7 +43,6 @@ from vidda.uda.fd import (
 )
 from vidda.uda.mic import block_mask, mask_images
 from vidda.uda.mix import class_mix_masks, draw_mix_classes, mix, mix_flows
-from vidda.uda.normalize import MEAN, STD, denormalize, normalize, renormalize
 from vidda.uda.pseudo import pseudo_label
 from vidda.uda.teacher import EMATeacher, ema_momentum, pseudo_mode
 

@@ -50,8 +50,8 @@ def test_the_strategy_literal_is_the_refinement_s_order():
 
 
 def test_the_literals_match_the_names_the_code_knows():
-    from vidda.data.build import LAYOUTS
     from vidda.classes import CLASS_SUBSETS
+    from vidda.data.build import LAYOUTS
     from vidda.metrics import PROTOCOLS
     from vidda.models.build import SEGMENTORS, SINGLE_FRAME
     from vidda.models.segmentors.accel import INVALID_FILLS

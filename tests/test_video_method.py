@@ -24,13 +24,14 @@ from vidda.engine.evaluator import segmentor_predictor
 from vidda.engine.optim import build_optimizer
 from vidda.engine.run import train
 from vidda.models.build import build_segmentor
+from vidda.models.normalize import normalize
 from vidda.models.segmentors.accel import ACCEL
 from vidda.models.segmentors.encoder_decoder import EncoderDecoder
+from vidda.models.segmentors.inputs import Pair
 from vidda.uda.clip_view import ClipView, chain_flows
 from vidda.uda.dacs import DACS
 from vidda.uda.method import StepContext
 from vidda.uda.methods import build_method
-from vidda.uda.normalize import normalize
 from vidda.uda.refine import PL
 from vidda.uda.video_pl import PLRefiner, pl_accuracy
 
@@ -105,10 +106,10 @@ class Recorder(nn.Module):
         self.student = student
         self.calls: list[dict[str, Any]] = []
 
-    def forward(self, x: torch.Tensor, **kw: Any) -> dict[str, Any]:
-        self.calls.append({"x": x.detach().clone(), **{k: v for k, v in kw.items()
-                                                        if torch.is_tensor(v)}})  # fmt: skip
-        return self.student.forward_train(x, **kw)
+    def forward(self, inputs: Pair, **kw: Any) -> dict[str, Any]:
+        seen = {"x": inputs.x, "x_tk": inputs.prev, "flow": inputs.flow, "flow_valid": inputs.valid}
+        self.calls.append({k: v.detach().clone() for k, v in seen.items() if v is not None})
+        return self.student.forward_train(inputs, **kw)
 
 
 def method_for(student: nn.Module, *overrides: str) -> tuple[DACS, Recorder]:
@@ -188,9 +189,9 @@ def test_accel_fusion_starts_as_identity_and_learns_through_the_method():
     teacher = method.teacher.model
     inference = teacher.inference
 
-    def spy(*args: torch.Tensor) -> torch.Tensor:
-        calls.append(args)
-        return inference(*args)
+    def spy(inputs: Pair) -> torch.Tensor:
+        calls.append((inputs.x, inputs.prev, inputs.flow, inputs.valid))
+        return inference(inputs)
 
     teacher.inference = spy  # type: ignore[method-assign]
     batch = video_batch()
@@ -245,8 +246,8 @@ def test_bdd_prev_frame_alias_reads_frame_t_minus_2k():
     tgt = clip((100, 150, 200), -1.0, 0)
     fixed, _ = method_for(single_student(), *overrides)
     alias, _ = method_for(single_student(), *overrides, "compat.bdd_prev_frame_t4=true")
-    assert near(fixed._prev_inputs(tgt, fixed.tgt_view, fixed.tgt_prev).x, 150).all()
-    assert near(alias._prev_inputs(tgt, alias.tgt_view, alias.tgt_prev).x, 100).all()
+    assert near(fixed._prev_inputs(tgt, fixed.clips.target, fixed.clips.target_prev).x, 150).all()
+    assert near(alias._prev_inputs(tgt, alias.clips.target, alias.clips.target_prev).x, 100).all()
     with pytest.raises(ConfigError, match=r"offsets \[-2, -1, 0\].*data.target.offsets is \[-1, 0"):
         method_for(single_student(), *overrides, "compat.bdd_prev_frame_t4=true",
                    "data.target.offsets=[-1,0]", "data.target.flow_offsets=[0]")  # fmt: skip
@@ -360,7 +361,8 @@ def test_accel_hr_fusion_switch_fuses_the_crop_logits():
     flow = torch.full((1, 2, H, W), 1.0)
     for on, size in ((False, (8, 8)), (True, (H, W))):
         model = tiny_accel_model(accel_hr_fusion=on).train()
-        out = model.forward_train(x, x.flip(-1), flow, generator=torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(0)
+        out = model.forward_train(Pair(x, x.flip(-1), flow), generator=g)
         assert tuple(out["hr"].shape[-2:]) == size  # fused outputs are at full size
 
 

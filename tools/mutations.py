@@ -78,12 +78,14 @@ def _add(mid: str, module: str, file: str, old: str, new: str, desc: str, target
 # =========================================================================== composition
 # vidda/uda/dacs.py -------------------------------------------------------------------------
 
-F = "vidda/uda/dacs.py"
+F = "vidda/uda/mixed_target.py"
 _add("dacs_mix_label_swapped", "dacs_step", F,
-     "label = mix(masks, y_s, label)", "label = mix(masks, label, y_s)",
+     "mixed_label = mix(masks, source_label, label)",
+     "mixed_label = mix(masks, label, source_label)",
      "ClassMix label pastes the pseudo-label where the source label should be", T_DACS)
 _add("dacs_mix_weight_keeps_pl_weight", "dacs_step", F,
-     "weight = mix(masks, torch.ones_like(weight), weight)", "weight = mix(masks, weight, weight)",
+     "mixed_weight = mix(masks, torch.ones_like(weight), weight)",
+     "mixed_weight = mix(masks, weight, weight)",
      "pasted source pixels keep the pseudo-label weight instead of 1", T_DACS)
 _add("dacs_mix_image_swapped", "dacs_step", F,
      "x = mix(masks, s.x, t.x)", "x = mix(masks, t.x, s.x)",
@@ -100,7 +102,7 @@ _add("dacs_mix_flow_valid_from_target", "dacs_step", F,
      "consistent mixup: pasted source flow keeps the target's validity mask "
      "(all-valid test flows may hide it)", T_DACS)
 _add("dacs_consistent_mix_inverted", "dacs_step", F,
-     "if self.cfg.consistent_mix:", "if not self.cfg.consistent_mix:",
+     "if self.consistent:", "if not self.consistent:",
      "method.consistent_mix switch inverted", T_DACS)
 _add("dacs_aug_per_frame_inverted", "dacs_step", F,
      "if self.aug_per_frame:", "if not self.aug_per_frame:",
@@ -109,6 +111,8 @@ _add("dacs_aug_not_per_image", "dacs_step", F,
      "return Pair(strong_augment(x, self.aug, generator, per_image=True))",
      "return Pair(strong_augment(x, self.aug, generator, per_image=False))",
      "mixed images share one blur sigma (MIC behaviour) instead of one draw per image", T_DACS)
+
+F = "vidda/uda/dacs.py"
 _add("dacs_target_loss_scale_not_in_backward", "dacs_step", F,
      "ctx.backward(scale * sum(losses.values()))", "ctx.backward(sum(losses.values()))",
      "l_warp / l_mix applied to the logged loss only, not to the gradient", T_DACS)
@@ -123,23 +127,25 @@ _add("dacs_refined_before_begin", "dacs_step", F,
      "if self.refiner is not None and w_warp > 0:", "if self.refiner is not None and w_warp >= 0:",
      "refined pseudo-label computed (and the target forward run) before refine.begin", T_DACS)
 _add("dacs_refine_flow_one_step", "dacs_step", F,
-     "flow, valid = self.tgt_view.flow(tgt, 0, self.k)",
-     "flow, valid = self.tgt_view.flow(tgt, 0, 1)",
+     "flow, valid = views.target.flow(tgt, 0, self.k)",
+     "flow, valid = views.target.flow(tgt, 0, 1)",
      "refinement warps with the one-step flow whatever frame_distance k is "
      "(equivalent for k = 1)", T_DACS)
 _add("dacs_prev_pair_is_frame_t", "dacs_step", F,
-     "return view.pair(clip, -self.k, self.k)", "return view.pair(clip, 0, self.k)",
+     "return self.student.prepare(view.pair(clip, -self.k, self.k))",
+     "return self.student.prepare(view.pair(clip, 0, self.k))",
      "two-frame 'frame t-k' input is frame t's own pair (t, t-k)", T_DACS)
 _add("dacs_prev_ignores_alias", "dacs_step", F,
-     "return Pair(view.frame(clip, prev))", "return Pair(view.frame(clip, -self.k))",
+     "return self.student.prepare(Pair(view.frame(clip, prev)))",
+     "return self.student.prepare(Pair(view.frame(clip, -self.k)))",
      "single-frame 'frame t-k' ignores the BDDVid t-2k alias (prev offset)", T_DACS)
 _add("dacs_disc_target_pair_reversed", "dacs_step", F,
-     "tgt_pairs.append(self._prev_inputs(tgt, self.tgt_view, self.tgt_prev))",
-     "tgt_pairs.insert(0, self._prev_inputs(tgt, self.tgt_view, self.tgt_prev))",
+     "tgt_pairs.append(self._prev_inputs(tgt, views.target, views.target_prev))",
+     "tgt_pairs.insert(0, self._prev_inputs(tgt, views.target, views.target_prev))",
      "discriminator target pair fed as (t-k, t) instead of (t, t-k)", T_DACS)
 _add("dacs_disc_source_pair_from_target", "dacs_step", F,
-     "src_pairs.append(self._prev_inputs(src, self.src_view, -self.k))",
-     "src_pairs.append(self._prev_inputs(tgt, self.tgt_view, self.tgt_prev))",
+     "src_pairs.append(self._prev_inputs(src, views.source, -self.k))",
+     "src_pairs.append(self._prev_inputs(tgt, views.target, views.target_prev))",
      "discriminator source pair takes frame t-k from the target clip (copy-paste slip)", T_DACS)
 _add("dacs_teacher_always_copies", "dacs_step", F,
      "self.teacher.update(self.student, step)", "self.teacher.update(self.student, 0)",
@@ -148,43 +154,58 @@ _add("dacs_disc_lr_frozen", "dacs_step", F,
      "self.adversary.set_lr(step)", "self.adversary.set_lr(0)",
      "discriminator learning rate never decays", T_DACS)
 _add("dacs_mic_weight_dropped", "mic", F,
-     "ctx.backward(self.cfg.mic.weight * sum(losses.values()))",
+     "ctx.backward(self.mic.weight * sum(losses.values()))",
      "ctx.backward(sum(losses.values()))",
      "MIC loss weight lambda_mic not applied to the gradient", T_DACS)
-_add("dacs_mic_not_masked", "mic", F,
-     "masked = mask_images(frames, m)", "masked = frames",
-     "MIC trains on the unmasked (only colour-augmented) target", T_DACS)
-_add("dacs_mic_no_colour_aug", "mic", F,
-     "frames = strong_augment(frames, aug, ctx.generator)", "frames = frames",
-     "MIC's colour augmentation / blur dropped", T_DACS)
-_add("dacs_mic_blur_follows_dacs_flag", "mic", F,
-     "self.aug.color_jitter_s, blur=True)", "self.aug.color_jitter_s, blur=self.aug.blur)",
-     "MIC blur disabled whenever DACS's blur flag is off (MIC always blurs)", T_DACS)
 _add("dacs_mic_ignores_pl_weight", "mic", F,
      "losses = self.student.loss(out, cur.label, cur.weight)",
      "losses = self.student.loss(out, cur.label)",
      "MIC loss ignores the pseudo-label weight (quality and margins)", T_DACS)
-_add("dacs_mic_prev_unmasked", "mic", F,
-     "inp = Pair(masked[:, 0], masked[:, 1], t_in.flow, t_in.valid)",
-     "inp = Pair(masked[:, 0], t_in.prev, t_in.flow, t_in.valid)",
-     "ACCEL + MIC: only frame t is masked, frame t-k is fed clean", T_DACS)
 _add("dacs_fd_weight_dropped", "fd", F,
-     "fd = self.cfg.fd.weight * self._feature_distance(out, s_in.x, y_s)",
-     "fd = self._feature_distance(out, s_in.x, y_s)",
+     "fd = self.fd(out[\"features\"][-1], s_in.x, y_s)",
+     "fd = self.fd(out[\"features\"][-1], s_in.x, y_s) / self.fd.weight",
      "FD loss loses its weight lambda_fd", T_DACS)
+
+F = "vidda/uda/mic.py"
+_add("dacs_mic_not_masked", "mic", F,
+     "masked = mask_images(frames, m)", "masked = frames",
+     "MIC trains on the unmasked (only colour-augmented) target", T_DACS)
+_add("dacs_mic_no_colour_aug", "mic", F,
+     "frames = strong_augment(frames, self.aug, generator)", "frames = frames",
+     "MIC's colour augmentation / blur dropped", T_DACS)
+_add("dacs_mic_blur_follows_dacs_flag", "mic", F,
+     "aug.color_jitter_s, blur=True)", "aug.color_jitter_s, blur=aug.blur)",
+     "MIC blur disabled whenever DACS's blur flag is off (MIC always blurs)", T_DACS)
+_add("dacs_mic_prev_unmasked", "mic", F,
+     "return Pair(masked[:, 0], masked[:, 1], inputs.flow, inputs.valid)",
+     "return Pair(masked[:, 0], inputs.prev, inputs.flow, inputs.valid)",
+     "ACCEL + MIC: only frame t is masked, frame t-k is fed clean", T_DACS)
+
+F = "vidda/uda/fd.py"
 _add("dacs_fd_reference_full_resolution", "fd", F,
-     "ref = self.imnet(x_in)[-1]", "ref = self.imnet(x)[-1]",
+     "ref = self.imnet(rescale(x, self.feature_scale))[-1]", "ref = self.imnet(x)[-1]",
      "FD reference features from the full-resolution image, not HRDA's context", T_DACS)
+_add("dacs_fd_weight_not_applied", "fd", F,
+     "return self.weight * feature_distance(", "return feature_distance(",
+     "ImageNetFD returns the unweighted distance", T_DACS)
+
+F = "vidda/models/segmentors/resize.py"
 _add("dacs_fd_context_nearest", "fd", F,
-     'x, scale_factor=scale, mode="bilinear", align_corners=False)',
-     'x, scale_factor=scale, mode="nearest")',
-     "FD reference context image down-scaled nearest instead of bilinear (HRDA only)", T_DACS)
+     'return F.interpolate(x, size, mode="bilinear", align_corners=False)',
+     'return F.interpolate(x, size, mode="nearest")',
+     "images and logits resized nearest instead of bilinear (HRDA context, FD reference, "
+     "ACCEL upsampling)", T_DACS + T_HRDA)
+_add("resize_round_down", "hrda", F,
+     "int(x.shape[-2] * scale + 0.5), int(x.shape[-1] * scale + 0.5)",
+     "int(x.shape[-2] * scale), int(x.shape[-1] * scale)",
+     "rescaled size rounded down instead of half up (equivalent for even sizes)", T_HRDA)
 
 # vidda/uda/supervised.py -----------------------------------------------------------------
 
 F = "vidda/uda/supervised.py"
 _add("supervised_oldest_frame", "dacs_step", F,
-     'x = normalize(clip["frames"][:, -1])', 'x = normalize(clip["frames"][:, 0])',
+     'x = self.student.preprocess(clip["frames"][:, -1])',
+     'x = self.student.preprocess(clip["frames"][:, 0])',
      "supervised baselines train on the oldest frame of the clip, not the labelled key frame",
      T_SUPERVISED)
 _add("supervised_always_source", "dacs_step", F,
@@ -218,13 +239,18 @@ _add("clip_view_pair_frames_swapped", "clip_view", F,
      "return Pair(self.frame(clip, offset), prev, flow, valid)",
      "return Pair(prev, self.frame(clip, offset), flow, valid)",
      "pair holds (t-k, t) instead of (t, t-k)", T_CLIP_VIEW)
-_add("clip_view_not_normalised", "clip_view", F,
-     'return normalize(clip["frames"][:, self.index(offset)])',
-     'return clip["frames"][:, self.index(offset)].float()',
-     "frames fed to the networks without ImageNet normalisation", T_CLIP_VIEW)
 _add("clip_view_bdd_alias_ignored", "clip_view", F,
      "return -2 * k if alias else -k", "return -k",
      "compat.bdd_prev_frame_t4 alias (frame t-2k) ignored", T_CLIP_VIEW)
+
+F = "vidda/models/segmentors/base.py"
+_add("preprocess_std_not_applied", "clip_view", F,
+     "        return (x - mean) / std\n", "        return x - mean\n",
+     "frames fed to the networks centred but not divided by the ImageNet std", T_CLIP_VIEW)
+_add("prepare_prev_not_normalised", "clip_view", F,
+     "return inputs.map_frames(self.preprocess)",
+     "return Pair(self.preprocess(inputs.x), inputs.prev, inputs.flow, inputs.valid)",
+     "two-frame inputs: frame t-k fed to the network unnormalised", T_CLIP_VIEW)
 
 # vidda/uda/video_pl.py -------------------------------------------------------------------
 
@@ -259,8 +285,8 @@ _add("video_pl_margins_dropped", "pseudo_label", F,
      "label, weight, _ = pseudo_label(logits, threshold, None)",
      "teacher pseudo-label ignores the crop's pseudo-label margins (pl_valid)", T_VIDEO_PL)
 _add("video_pl_teacher_ignores_flow_valid", "accel", F,
-     "return teacher.inference(inp.x, inp.prev, inp.flow, inp.valid)",
-     "return teacher.inference(inp.x, inp.prev, inp.flow, None)",
+     "return teacher.inference(inp)",
+     "return teacher.inference(Pair(inp.x, inp.prev, inp.flow, None))",
      "two-frame teacher fuses warped t-k logits where the flow is invalid", T_VIDEO_PL)
 _add("video_pl_accuracy_over_labelled", "refine", F,
      "return correct / n_kept, n_kept / labelled.sum().float()",
@@ -590,12 +616,12 @@ _add("augment_repeat_clip_order", "augment", F,
 
 F = "vidda/models/segmentors/hrda.py"
 _add("hrda_attention_inverted", "hrda", F,
-     "return upsample(att, size) * s_hr_canvas + upsample((1 - att) * s_lr, size)",
-     "return upsample(1 - att, size) * s_hr_canvas + upsample(att * s_lr, size)",
+     "return resize(att, size) * s_hr_canvas + resize((1 - att) * s_lr, size)",
+     "return resize(1 - att, size) * s_hr_canvas + resize(att * s_lr, size)",
      "scale attention weights the context instead of the detail", T_HRDA)
 _add("hrda_fuse_after_upsampling", "hrda", F,
-     "return upsample(att, size) * s_hr_canvas + upsample((1 - att) * s_lr, size)",
-     "return upsample(att, size) * s_hr_canvas + (1 - upsample(att, size)) * upsample(s_lr, size)",
+     "return resize(att, size) * s_hr_canvas + resize((1 - att) * s_lr, size)",
+     "return resize(att, size) * s_hr_canvas + (1 - resize(att, size)) * resize(s_lr, size)",
      "(1 - A) * S_lr formed after upsampling instead of before", T_HRDA)
 _add("hrda_attention_not_masked", "hrda", F,
      "        att = att * mask\n", "",
@@ -626,9 +652,9 @@ _add("hrda_mask_scale_inverted", "hrda", F,
 F = "vidda/models/segmentors/accel.py"
 _add("accel_inference_negated_flow", "accel", F,
      "            return self.fuse(z_t, z_tk)\n"
-     "        return self.fuse(z_t, self.warp(z_tk, z_t, flow, flow_valid))",
+     "        return self.fuse(z_t, self.warp(z_tk, z_t, flow, inputs.valid))",
      "            return self.fuse(z_t, z_tk)\n"
-     "        return self.fuse(z_t, self.warp(z_tk, z_t, -flow, flow_valid))",
+     "        return self.fuse(z_t, self.warp(z_tk, z_t, -flow, inputs.valid))",
      "ACCEL inference warps frame t-k's logits with the negated flow", T_ACCEL)
 _add("accel_fuse_order", "accel", F,
      "return self.fusion(torch.cat((current, warped), dim=1))",

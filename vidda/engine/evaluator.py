@@ -13,10 +13,9 @@ from tqdm import tqdm
 from vidda.config.schema import EvalConfig
 from vidda.engine.distributed import DistInfo
 from vidda.metrics import ConfusionMatrix, to_json
-from vidda.models.segmentors.accel import ACCEL
+from vidda.models.segmentors.inputs import Pair
 from vidda.temporal import TemporalConsistency
 from vidda.uda.clip_view import ClipView
-from vidda.uda.normalize import normalize
 
 Predictor = Callable[..., torch.Tensor]
 """``predict(batch, offset=0)``: logits ``[B, K, H, W]`` of the clip frame at ``offset``."""
@@ -31,32 +30,25 @@ def segmentor_predictor(
     """Key-frame logits ``[B, K, H, W]`` of a segmentor on validation clips.
 
     Args:
-        model: a single-frame segmentor, or ACCEL: fed frame t, frame t − ``frame_distance`` and
-            the flow between (fusion at test time); with ``compat_single_frame_eval`` (the
-            original's evaluation) its base network on frame t alone.
+        model: a segmentor; when its ``predict_two_frame`` is set (ACCEL's fused evaluation) it
+            is fed frame t, frame t − ``frame_distance`` and the flow between, else frame t.
         offsets: the validation clips' canonical offsets (``data.val.offsets``); None: the key
             frame is the clip's last one (single-frame evaluation only).
     """
     crop = tuple(cfg.crop_size) if cfg.crop_size else None
     stride = tuple(cfg.stride) if cfg.stride else None
-    fused = isinstance(model, ACCEL) and not model.compat_single_frame_eval
-    if offsets is None and fused:
-        raise ValueError("ACCEL's fused evaluation needs the validation clips' offsets")
+    two_frame = bool(model.predict_two_frame)
+    if offsets is None and two_frame:
+        raise ValueError("a two-frame model's evaluation needs the validation clips' offsets")
     view = ClipView([0] if offsets is None else offsets, "data.val")
     key = -1 if offsets is None else view.index(0)
 
-    if fused:
-
-        def predict_pair(batch: dict[str, Any], offset: int = 0) -> torch.Tensor:
-            p = view.pair(batch, offset, frame_distance)
-            return model.predict(p.x, p.prev, p.flow, p.valid, cfg.mode, crop, stride)
-
-        return predict_pair
-    single = model.segmentor if isinstance(model, ACCEL) else model
-
     def predict(batch: dict[str, Any], offset: int = 0) -> torch.Tensor:
-        index = key if offset == 0 else view.index(offset)
-        return single.predict(normalize(batch["frames"][:, index]), cfg.mode, crop, stride)
+        if two_frame:
+            inputs = view.pair(batch, offset, frame_distance)
+        else:
+            inputs = Pair(batch["frames"][:, key if offset == 0 else view.index(offset)])
+        return model.predict(model.prepare(inputs), cfg.mode, crop, stride)
 
     return predict
 

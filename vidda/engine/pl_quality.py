@@ -25,8 +25,8 @@ from vidda.config.schema import Config
 from vidda.data.build import build_dataset
 from vidda.errors import UserError
 from vidda.models.build import build_segmentor
-from vidda.models.segmentors.accel import ACCEL
-from vidda.uda.clip_view import ClipView, Pair, target_previous_offset
+from vidda.models.segmentors.inputs import Pair
+from vidda.uda.clip_view import ClipView, target_previous_offset
 from vidda.uda.video_pl import PLRefiner, teacher_pseudo_label
 
 __all__ = ["PLQualityError", "measure_pl_quality"]
@@ -65,7 +65,7 @@ def measure_pl_quality(
     refiner = PLRefiner(refine_cfg, cfg.compat.original_warp)
     view = ClipView(data_cfg.offsets, "data.target")
     k = cfg.method.frame_distance
-    two_frame = isinstance(teacher, ACCEL)
+    two_frame = bool(teacher.two_frame)
     prev_offset = target_previous_offset(cfg, two_frame)  # as training pairs them
 
     counts = torch.zeros(4, dtype=torch.float64)  # labelled, raw correct, kept, kept correct
@@ -73,9 +73,10 @@ def measure_pl_quality(
         if max_clips is not None and i >= max_clips:
             break
         gt = clip["label"].long()  # 255 where a clip has no label: counted nowhere
-        pair = view.pair(clip, 0, k, prev_offset=None if two_frame else prev_offset)
+        raw = view.pair(clip, 0, k, prev_offset=None if two_frame else prev_offset)
+        pair = teacher.prepare(raw)
         cur_in = pair if two_frame else pair.single()
-        prev_in = view.pair(clip, -k, k) if two_frame else Pair(pair.prev)
+        prev_in = teacher.prepare(view.pair(clip, -k, k)) if two_frame else Pair(pair.prev)
         margins = clip.get("pl_valid")
         cur = teacher_pseudo_label(teacher, cur_in, cfg.method.pseudo_threshold, margins,
                                    refiner.needs_probs)  # fmt: skip

@@ -36,7 +36,7 @@ from vidda.engine.logger import RunLogger
 from vidda.engine.optim import add_module_group, build_optimizer
 from vidda.models.build import build_segmentor
 from vidda.schedule import lr_factor, set_lr
-from vidda.uda.method import Method, StepContext, TrainForward
+from vidda.uda.method import Method, StepContext
 from vidda.uda.methods import build_method
 
 
@@ -85,7 +85,7 @@ class Trainer:
         self.student = build_segmentor(cfg.model, compat=cfg.compat).to(self.device)
         if cfg.train.channels_last:
             self.student = self.student.to(memory_format=torch.channels_last)
-        forward = wrap(TrainForward(self.student), self.info)
+        forward = wrap(self.student, self.info)  # its forward is forward_train
         self.method: Method = build_method(cfg, self.student, forward).to(self.device)
         self.optimizer = build_optimizer(self.student, cfg.optim)
         disc = self.method.extra_state().get("discriminator")

@@ -29,7 +29,7 @@ from vidda.engine.checkpoint import CheckpointError, load_checkpoint
 from vidda.errors import UserError
 from vidda.models.build import build_segmentor
 from vidda.models.segmentors.accel import ACCEL
-from vidda.uda.normalize import normalize
+from vidda.models.segmentors.inputs import Pair
 
 __all__ = [
     "NETWORKS",
@@ -146,8 +146,8 @@ class Segmenter:
     """A segmentor applied to uint8 frames with the config's test-time settings.
 
     Args:
-        model: a single-frame segmentor (``predict(x, mode, crop, stride)``) or a two-frame one
-            (:class:`ACCEL`: ``predict(x_t, x_prev, flow, valid, mode, crop, stride)``).
+        model: a segmentor (:class:`vidda.models.segmentors.base.Segmentor`); one whose
+            ``predict_two_frame`` is set (ACCEL) also reads the previous frame and the flow.
         eval_cfg: ``mode`` (whole | slide), ``crop_size``, ``stride`` (HRDA's multi-resolution
             inference happens inside its ``predict``).
         device: where the model runs (it is moved there).
@@ -166,7 +166,7 @@ class Segmenter:
         self.crop = tuple(eval_cfg.crop_size) if eval_cfg.crop_size else None
         self.stride = tuple(eval_cfg.stride) if eval_cfg.stride else None
         self.amp_dtype = AMP_DTYPES[amp] if self.device.type == "cuda" else None
-        self.two_frame = isinstance(model, ACCEL) or bool(getattr(model, "two_frame", False))
+        self.two_frame = bool(model.predict_two_frame)
 
     @torch.no_grad()
     def __call__(
@@ -183,15 +183,13 @@ class Segmenter:
         ``valid`` mask ``bool [B, H, W]``.
         """
         dev = self.device
-        x = normalize(frames.to(dev, non_blocking=True))
+        inputs = Pair(frames.to(dev, non_blocking=True))
+        if self.two_frame:
+            if prev is None or flow is None:
+                raise ValueError("a two-frame model needs prev and flow")
+            inputs = Pair(inputs.x, prev.to(dev), flow.to(dev),
+                          None if valid is None else valid.to(dev))  # fmt: skip
+        inputs = self.model.prepare(inputs)
         with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            if self.two_frame:
-                if prev is None or flow is None:
-                    raise ValueError("a two-frame model needs prev and flow")
-                logits = self.model.predict(
-                    x, normalize(prev.to(dev)), flow.to(dev),
-                    None if valid is None else valid.to(dev), self.mode, self.crop, self.stride,
-                )  # fmt: skip
-            else:
-                logits = self.model.predict(x, self.mode, self.crop, self.stride)
+            logits = self.model.predict(inputs, self.mode, self.crop, self.stride)
         return logits.float()

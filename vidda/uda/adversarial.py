@@ -1,4 +1,4 @@
-"""The video-discriminator step of a DACS iteration (``video_techniques.md`` §4, §7.1 step 9).
+"""The video-discriminator step of a self-training iteration (its last step, after MIC).
 
 After the segmentation losses the student predicts frames t and t−k of both domains (two-frame
 students: the fused pairs (t, t−k) and (t−k, t−2k)); the generator loss on the target pair is
@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from vidda.config.schema import DiscriminatorConfig
-from vidda.uda.clip_view import Pair
+from vidda.models.segmentors.inputs import Pair
 from vidda.uda.discriminator import VideoDiscriminator
 
 __all__ = ["Adversary"]
@@ -71,7 +71,7 @@ class Adversary(nn.Module):
         Args:
             predict: the student's training forward, pair → logits.
             source, target: the inputs for frames t and t−k (only frame t for a single-frame
-                discriminator), normalised ``[B, 3, H, W]`` frames in :class:`Pair` s.
+                discriminator), prepared (normalised) inputs.
             backward: back-propagates a loss (AMP-scaled by the trainer).
         Returns:
             ``loss_adv`` (generator) and ``loss_disc`` (discriminator), detached.

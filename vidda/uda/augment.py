@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidda.uda.normalize import denormalize, renormalize
+from vidda.models.normalize import denormalize, renormalize
 
 __all__ = [
     "BLUR_SIGMA_RANGE",

@@ -4,14 +4,15 @@ A clip batch (``vidda.data.transforms``) holds ``frames`` uint8 ``[B, T, 3, H, W
 dataset's ``offsets`` (oldest first), ``flows`` float ``[B, T, 2, H, W]`` — frame i's backward flow
 to the frame one canonical offset earlier, in pixels — and ``flow_valid`` bool ``[B, T, H, W]``.
 :class:`ClipView` turns that into what the video techniques need: a frame at offset ``o`` and the
-backward flow from frame ``o`` to frame ``o − k``. For ``k > 1`` the per-frame flows are chained:
+backward flow from frame ``o`` to frame ``o − k``, as the segmentors' input
+(:class:`~vidda.models.segmentors.inputs.Pair`, frames as decoded: the segmentor's ``prepare``
+normalises them). For ``k > 1`` the per-frame flows are chained:
 ``f_{o→o−k}(p) = f_o(p) + f_{o−1→o−k}(p + f_o(p))`` (bilinear), valid where every link is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,30 +20,9 @@ from torch import Tensor
 
 from vidda.config.schema import Config
 from vidda.flow.warp import backward_warp
-from vidda.uda.normalize import normalize
+from vidda.models.segmentors.inputs import Pair
 
-__all__ = ["ClipView", "Pair", "chain_flows"]
-
-
-@dataclass
-class Pair:
-    """What one student or teacher forward sees.
-
-    Attributes:
-        x: normalised frame t ``[B, 3, H, W]``.
-        prev: normalised frame t−k ``[B, 3, H, W]`` (two-frame models), else None.
-        flow: backward flow of frame t to frame t−k ``[B, 2, H, W]`` (pixels), or None.
-        valid: its validity ``[B, H, W]`` bool, or None.
-    """
-
-    x: Tensor
-    prev: Tensor | None = None
-    flow: Tensor | None = None
-    valid: Tensor | None = None
-
-    def single(self) -> Pair:
-        """Frame t alone."""
-        return Pair(self.x)
+__all__ = ["ClipView", "chain_flows", "target_previous_offset"]
 
 
 def chain_flows(flows: Sequence[Tensor], valids: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -84,8 +64,8 @@ class ClipView:
         return self.offsets.index(offset)
 
     def frame(self, clip: dict[str, Any], offset: int = 0) -> Tensor:
-        """Normalised frame at ``offset``: ``[B, 3, H, W]`` float."""
-        return normalize(clip["frames"][:, self.index(offset)])
+        """The frame at ``offset`` as decoded: ``[B, 3, H, W]`` (uint8, 0–255)."""
+        return clip["frames"][:, self.index(offset)]
 
     def flow(self, clip: dict[str, Any], offset: int = 0, k: int = 1) -> tuple[Tensor, Tensor]:
         """Backward flow from frame ``offset`` to frame ``offset − k`` and its validity.

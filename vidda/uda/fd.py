@@ -9,14 +9,18 @@ student's graph (zero gradient, no NaN), so the term is skipped without a specia
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from vidda.models.segmentors.resize import rescale
 
 __all__ = [
     "FD_CLASSES_GTA_SYNTHIA",
+    "ImageNetFD",
     "downscale_label_ratio",
     "fd_mask",
     "feature_distance",
@@ -128,3 +132,44 @@ def feature_distance(
     # where(), not multiply: an inf/NaN outside the mask must not leak into the sum.
     total = torch.where(mask, dist, torch.zeros_like(dist)).sum()
     return total / mask.sum().clamp_min(1).to(total.dtype)
+
+
+class ImageNetFD(nn.Module):
+    """``weight`` × FD between the student's last-stage source features and those of a frozen
+    copy of its backbone, taken when the method is built (the ImageNet initialisation).
+
+    Args:
+        backbone: the student's backbone (deep-copied, frozen, kept in eval mode: BN running
+            statistics, no drop-path).
+        weight: λ_fd (0.005).
+        classes, min_ratio: of :func:`feature_distance`.
+        feature_scale: the scale of the image the student's features come from (HRDA: its
+            context scale); the copy sees the source image rescaled alike.
+
+    The copy is ``self.imnet`` (checkpoints hold it as ``imnet``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        weight: float,
+        classes: Sequence[int] | None = FD_CLASSES_GTA_SYNTHIA,
+        min_ratio: float = 0.75,
+        feature_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.imnet = copy.deepcopy(backbone).eval().requires_grad_(False)
+        self.weight, self.classes, self.min_ratio = weight, classes, min_ratio
+        self.feature_scale = feature_scale
+
+    def train(self, mode: bool = True) -> ImageNetFD:
+        super().train(mode)
+        self.imnet.eval()
+        return self
+
+    def forward(self, features: Tensor, x: Tensor, label: Tensor) -> Tensor:
+        """λ_fd · FD of student features ``[B, C, h, w]`` (in graph) on prepared source images
+        ``x`` ``[B, 3, H, W]`` with labels ``[B, H, W]``; 0-d."""
+        with torch.no_grad():
+            ref = self.imnet(rescale(x, self.feature_scale))[-1]
+        return self.weight * feature_distance(features, ref, label, self.classes, self.min_ratio)

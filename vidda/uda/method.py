@@ -39,7 +39,8 @@ class Method(nn.Module):
 
     Attributes:
         student: the segmentor being trained (plain module; ``student_forward`` may be its DDP
-            wrapper, which must be used for every forward whose loss is back-propagated).
+            wrapper, which must be used for every forward whose loss is back-propagated; the
+            segmentors' ``forward`` is their ``forward_train``).
         uses_target: whether batches must hold a ``target`` clip.
     """
 
@@ -49,7 +50,7 @@ class Method(nn.Module):
         super().__init__()
         self.student = student
         # Not registered as a submodule: it wraps ``student``, which is registered already.
-        object.__setattr__(self, "student_forward", student_forward or TrainForward(student))
+        object.__setattr__(self, "student_forward", student_forward or student)
 
     def before_step(self, step: int) -> None:
         """Called before the iteration's forward passes (e.g. the EMA teacher update)."""
@@ -72,15 +73,3 @@ class Method(nn.Module):
         rates are the method's business (set in ``before_step``).
         """
         return {}
-
-
-class TrainForward(nn.Module):
-    """``forward(x, **kw) = segmentor.forward_train(x, **kw)``: what DDP wraps, so that the
-    gradient synchronisation hooks see the training forward."""
-
-    def __init__(self, segmentor: nn.Module) -> None:
-        super().__init__()
-        self.segmentor = segmentor
-
-    def forward(self, x: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
-        return self.segmentor.forward_train(x, **kwargs)

@@ -13,7 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["block_mask", "mask_images"]
+from vidda.models.segmentors.inputs import Pair
+from vidda.uda.augment import StrongAugParams, strong_augment
+
+__all__ = ["MaskedConsistency", "block_mask", "mask_images"]
 
 
 @torch.no_grad()
@@ -59,3 +62,29 @@ def mask_images(images_norm: Tensor, mask: Tensor) -> Tensor:
     if images_norm.ndim == 5:
         m = m[:, None]
     return images_norm * m
+
+
+class MaskedConsistency:
+    """MIC's masked target: colour-augmented, block-masked frames (both frames of a pair alike).
+
+    Args:
+        block_size, mask_ratio: of :func:`block_mask`.
+        weight: the MIC loss weight.
+        aug: the colour augmentation in front of the mask (blur always eligible).
+    """
+
+    def __init__(self, block_size: int, mask_ratio: float, weight: float, aug: StrongAugParams):
+        self.block_size, self.mask_ratio, self.weight = block_size, mask_ratio, weight
+        self.aug = StrongAugParams(aug.color_jitter_p, aug.color_jitter_s, blur=True)
+
+    def __call__(self, inputs: Pair, generator: torch.Generator) -> Pair:
+        """Masked copy of prepared target inputs (frames ``[B, 3, H, W]``); flows unchanged."""
+        frames = inputs.x if inputs.prev is None else torch.stack((inputs.x, inputs.prev), dim=1)
+        frames = strong_augment(frames, self.aug, generator)
+        x = inputs.x
+        m = block_mask(x.shape[:1] + x.shape[2:], self.block_size, self.mask_ratio,
+                       generator).to(x.device)  # fmt: skip
+        masked = mask_images(frames, m)
+        if inputs.prev is None:
+            return Pair(masked)
+        return Pair(masked[:, 0], masked[:, 1], inputs.flow, inputs.valid)

@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from vidda.uda.method import Method, StepContext
-from vidda.uda.normalize import normalize
 
 
 class Supervised(Method):
@@ -26,7 +25,7 @@ class Supervised(Method):
         self, batch: dict[str, Any], ctx: StepContext
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         clip = batch[self.domain]
-        x = normalize(clip["frames"][:, -1])
+        x = self.student.preprocess(clip["frames"][:, -1])
         label = clip["label"].long()
         out = self.student_forward(x, generator=ctx.generator)
         losses = self.student.loss(out, label)

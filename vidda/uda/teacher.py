@@ -1,4 +1,4 @@
-"""EMA teacher of DACS/DAFormer/HRDA/MIC (``shared/spec/image_da_core.md`` §4.2).
+"""EMA teacher of self-training (DACS, DAFormer, HRDA, MIC).
 
 * The teacher is a deep copy of the student segmentor; its parameters never require grad.
 * :meth:`EMATeacher.update` at step ``t``: ``t == 0`` copies the student's parameters, later steps

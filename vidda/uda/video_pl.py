@@ -1,5 +1,5 @@
-"""Teacher pseudo-labels of a frame pair and their flow-based refinement (``video_techniques.md``
-§3.1–3.4), plus the pseudo-label accuracy that training logs against target ground truth.
+"""Teacher pseudo-labels of a frame pair and their flow-based refinement, plus the pseudo-label
+accuracy that training logs against target ground truth.
 
 :class:`PLRefiner` is the configured composition of :mod:`vidda.uda.refine`: warp frame t−k's
 pseudo-label onto frame t (fixed warp, or the original's with ``compat.original_warp``), fill the
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from vidda.classes import IGNORE_INDEX
 from vidda.config.schema import RefineConfig
-from vidda.uda.clip_view import Pair
+from vidda.models.segmentors.inputs import Pair
 from vidda.uda.pseudo import pseudo_label
 from vidda.uda.refine import PL, refine, warp_pseudo_label
 from vidda.uda.teacher import pseudo_mode
@@ -27,11 +27,10 @@ PROB_STRATEGIES = ("max_conf", "consis_conf")  # strategies that read the probab
 @torch.no_grad()
 def teacher_logits(teacher: nn.Module, inp: Pair) -> Tensor:
     """Teacher logits ``[B, C, H, W]`` of frame t (two-frame teachers fuse frame t−k through the
-    flow), predicted like the original's teacher (:func:`~vidda.uda.teacher.pseudo_mode`)."""
+    flow) from prepared inputs, predicted like the original's teacher
+    (:func:`~vidda.uda.teacher.pseudo_mode`)."""
     with pseudo_mode(teacher):
-        if inp.prev is None:
-            return teacher.inference(inp.x)
-        return teacher.inference(inp.x, inp.prev, inp.flow, inp.valid)
+        return teacher.inference(inp)
 
 
 def teacher_pseudo_label(

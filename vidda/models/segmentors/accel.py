@@ -1,34 +1,33 @@
 """ACCEL: temporal fusion of the current frame's logits with the flow-warped previous frame's.
 
-(``video_techniques.md`` §5.) One shared segmentor (EncoderDecoder or HRDA) runs on frame t with
-gradients and on frame t−k without; both logits are bilinearly upsampled to the image size
-H × W, the t−k logits are backward-warped onto frame t with the flow ``f_t`` (``[B, 2, H, W]``,
-pixels, on frame t's grid pointing into frame t−k), and a 1×1 convolution without bias,
-initialised to ``[I | 0]``, fuses ``[current (K); warped (K)]`` into K logits. At initialisation
-the model is therefore exactly its base segmentor.
+One shared segmentor (EncoderDecoder or HRDA) runs on frame t with gradients and on frame t−k
+without; both logits are bilinearly upsampled to the image size H × W, the t−k logits are
+backward-warped onto frame t with the flow ``f_t`` (``[B, 2, H, W]``, pixels, on frame t's grid
+pointing into frame t−k), and a 1×1 convolution without bias, initialised to ``[I | 0]``, fuses
+``[current (K); warped (K)]`` into K logits. At initialisation the model is therefore exactly its
+base segmentor.
 
 Defaults vs the original (each original behaviour is a constructor switch, see ``docs/compat.md``):
 
 * invalid warped pixels (outside frame t−k, invalid flow): the warped half takes the current
   frame's logits there, so fusion at initialisation is the identity everywhere
   (``invalid_fill="zero"`` zeroes them instead). ``compat_invalid_255``: the original's 255 in
-  every warped channel (§5.3, §9.16).
+  every warped channel (its ignore value, written into logits).
 * warping operator: ``vidda.flow.warp.backward_warp`` (bilinear, explicit validity);
   ``original_warp=True``: the original's integer floor warp with its heuristics.
-* HRDA's HR-crop output (§5.3, §9.17): by default **not fused**; ``outputs["hr"]`` stays the current
-  frame's own crop logits, so the HR loss (0.1) trains frame t's detail branch on its crop, and the
-  fusion layer is trained by the fused full-frame loss (0.9). The original also fused the HR
-  output, stretching both branches' crop logits to H × W and warping the t−k one (a different
-  random crop, hence spatially meaningless); ``hr_fusion="original"`` reproduces that.
-  The context output ``lr`` is fused like the main logits (as the original; its loss weight is 0
-  in every paper config).
-* teacher / test fusion (§5.4, §9.14): warped t−k logits; ``compat_unwarped=True`` fuses the
-  *unwarped* t−k logits like the original's teacher. Fusing at full resolution equals the
-  original's fuse-then-upsample exactly (a per-pixel linear map commutes with bilinear resizing).
-* evaluation (§5.4, §9.15): :meth:`ACCEL.predict` fuses; ``compat_single_frame_eval=True``
-  evaluates the base segmentor on frame t alone (what the original's test loop did). The
-  original's wrong window reordering is not reproduced: windows cover both frames and the flow
-  identically.
+* HRDA's HR-crop output: by default **not fused**; ``outputs["hr"]`` stays the current frame's own
+  crop logits, so the HR loss (0.1) trains frame t's detail branch on its crop, and the fusion
+  layer is trained by the fused full-frame loss (0.9). The original also fused the HR output,
+  stretching both branches' crop logits to H × W and warping the t−k one (a different random
+  crop, hence spatially meaningless); ``hr_fusion="original"`` reproduces that. The context
+  output ``lr`` is fused like the main logits (as the original; its loss weight is 0 in every
+  paper config).
+* teacher / test fusion: warped t−k logits; ``compat_unwarped=True`` fuses the *unwarped* t−k
+  logits like the original's teacher. Fusing at full resolution equals the original's
+  fuse-then-upsample exactly (a per-pixel linear map commutes with bilinear resizing).
+* evaluation: :meth:`ACCEL.predict` fuses; ``compat_single_frame_eval=True`` evaluates the base
+  segmentor on frame t alone (what the original's test loop did). The original's wrong window
+  reordering is not reproduced: windows cover both frames and the flow identically.
 """
 
 from __future__ import annotations
@@ -40,7 +39,9 @@ from torch import Tensor, nn
 
 from vidda.classes import IGNORE_INDEX
 from vidda.flow.warp import backward_warp, original_warp
-from vidda.models.segmentors.encoder_decoder import upsample
+from vidda.models.segmentors.base import Segmentor, check_predict_mode
+from vidda.models.segmentors.inputs import Pair
+from vidda.models.segmentors.resize import resize
 from vidda.models.segmentors.sliding import slide
 
 __all__ = ["ACCEL"]
@@ -49,7 +50,7 @@ INVALID_FILLS = ("current", "zero")
 HR_FUSIONS = ("none", "original")
 
 
-class ACCEL(nn.Module):
+class ACCEL(Segmentor):
     """A segmentor applied to a frame pair (t, t−k) and fused through the backward flow.
 
     Args:
@@ -66,12 +67,15 @@ class ACCEL(nn.Module):
         compat_single_frame_eval: ``predict`` runs the base segmentor on frame t only.
 
     Attributes ``segmentor`` and ``fusion`` (``nn.Conv2d(2K, K, 1, bias=False)``); the
-    ``state_dict`` holds ``segmentor.*`` and ``fusion.weight``.
+    ``state_dict`` holds ``segmentor.*`` and ``fusion.weight``. Inputs are :class:`Pair` s with
+    frame t−k and the flow (:attr:`two_frame`).
     """
+
+    two_frame = True
 
     def __init__(
         self,
-        segmentor: nn.Module,
+        segmentor: Segmentor,
         num_classes: int,
         invalid_fill: str = "current",
         hr_fusion: str = "none",
@@ -101,6 +105,20 @@ class ACCEL(nn.Module):
         """The base network's logit stride (its head's). ACCEL's fused outputs (``logits``,
         ``lr``, ``inference``) are at full resolution, stride 1; HRDA's unfused ``hr`` keeps it."""
         return int(self.segmentor.out_stride)
+
+    @property
+    def feature_scale(self) -> float:
+        return self.segmentor.feature_scale
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The shared base network's backbone."""
+        return self.segmentor.backbone
+
+    @property
+    def predict_two_frame(self) -> bool:
+        """False with ``compat_single_frame_eval``: :meth:`predict` then reads frame t only."""
+        return not self.compat_single_frame_eval
 
     @torch.no_grad()
     def reset_fusion(self) -> None:
@@ -144,44 +162,46 @@ class ACCEL(nn.Module):
         size: tuple[int, int],
     ) -> Tensor:  # fmt: skip
         """Upsample both logits to ``size``, warp t−k onto t, fuse."""
-        z_t, z_tk = upsample(z_t, size), upsample(z_tk, size)
+        z_t, z_tk = resize(z_t, size), resize(z_tk, size)
         return self.fuse(z_t, self.warp(z_tk, z_t, flow, flow_valid))
 
     @staticmethod
-    def _check_pair(x_t: Tensor, x_tk: Tensor, flow: Tensor) -> tuple[int, int]:
+    def _check_pair(inputs: Pair) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
+        """Frames t and t−k, the flow, and the image size; ValueError if one is missing or the
+        shapes disagree."""
+        if not isinstance(inputs, Pair) or inputs.prev is None or inputs.flow is None:
+            raise ValueError("ACCEL needs a Pair with frame t−k (prev) and the flow t → t−k")
+        x_t, x_tk, flow = inputs.x, inputs.prev, inputs.flow
         if x_t.shape != x_tk.shape or x_t.ndim != 4:
             raise ValueError(f"frames must both be [B, 3, H, W]: {tuple(x_t.shape)}, "
                              f"{tuple(x_tk.shape)}")  # fmt: skip
         b, _, h, w = x_t.shape
         if tuple(flow.shape) != (b, 2, h, w):
             raise ValueError(f"flow must be [B, 2, H, W] = {(b, 2, h, w)}, got {tuple(flow.shape)}")
-        return h, w
+        return x_t, x_tk, flow, (h, w)
 
     # ------------------------------------------------------------------ training
 
     def forward_train(
         self,
-        x_t: Tensor,
-        x_tk: Tensor,
-        flow: Tensor,
-        flow_valid: Tensor | None = None,
+        inputs: Pair,
         box: Any = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Any]:
         """One training pass over a frame pair.
 
         Args:
-            x_t, x_tk: ``[B, 3, H, W]`` frames t (with grad) and t−k (run under ``no_grad``,
-                with its own HRDA crop drawn from ``generator``).
-            flow: ``[B, 2, H, W]`` backward flow of frame t; ``flow_valid``: optional
-                ``[B, H, W]``.
+            inputs: frames t ``x`` (with grad) and t−k ``prev`` (run under ``no_grad``, with its
+                own HRDA crop drawn from ``generator``), ``[B, 3, H, W]``; the backward ``flow``
+                ``[B, 2, H, W]`` of frame t and its optional validity ``valid`` ``[B, H, W]``.
             box: HRDA crop box for frame t (None: drawn from ``generator``).
         Returns:
             the frame-t branch's outputs with ``logits`` replaced by the fused ``[B, K, H, W]``
             (and HRDA's ``lr`` by its fused ``[B, K, H, W]``; ``hr`` per ``hr_fusion``), plus
             ``features``, ``box``, ``attention`` of frame t — ``loss`` works like the base's.
         """
-        size = self._check_pair(x_t, x_tk, flow)
+        x_t, x_tk, flow, size = self._check_pair(inputs)
+        flow_valid = inputs.valid
         with torch.no_grad():
             prev = self.segmentor.forward_train(x_tk, generator=generator)
         out = dict(self.segmentor.forward_train(x_t, box=box, generator=generator))
@@ -192,10 +212,6 @@ class ACCEL(nn.Module):
             out["hr"] = self._fuse_pair(out["hr"], prev["hr"], flow, flow_valid, size)
         return out
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Same as :meth:`forward_train` (what DDP wraps)."""
-        return self.forward_train(*args, **kwargs)
-
     def loss(
         self, outputs: dict[str, Any], label: Tensor, weight: Tensor | None = None
     ) -> dict[str, Tensor]:
@@ -204,27 +220,22 @@ class ACCEL(nn.Module):
 
     # ------------------------------------------------------------------ inference
 
-    def inference(
-        self, x_t: Tensor, x_tk: Tensor, flow: Tensor, flow_valid: Tensor | None = None
-    ) -> Tensor:
+    def inference(self, inputs: Pair) -> Tensor:
         """Fused logits ``[B, K, H, W]`` of a pair (teacher pseudo-labels, test windows).
 
         Both frames go through the base ``inference`` in one batch ``[2B, 3, H, W]`` (as the
         original's stacked batch); the t−k logits are warped onto t (``compat_unwarped``: not).
         """
-        size = self._check_pair(x_t, x_tk, flow)
+        x_t, x_tk, flow, size = self._check_pair(inputs)
         z_t, z_tk = self.segmentor.inference(torch.cat((x_t, x_tk), dim=0)).chunk(2, dim=0)
-        z_t, z_tk = upsample(z_t, size), upsample(z_tk, size)
+        z_t, z_tk = resize(z_t, size), resize(z_tk, size)
         if self.compat_unwarped:
             return self.fuse(z_t, z_tk)
-        return self.fuse(z_t, self.warp(z_tk, z_t, flow, flow_valid))
+        return self.fuse(z_t, self.warp(z_tk, z_t, flow, inputs.valid))
 
     def predict(
         self,
-        x_t: Tensor,
-        x_tk: Tensor,
-        flow: Tensor,
-        flow_valid: Tensor | None = None,
+        inputs: Pair,
         mode: str = "whole",
         crop: tuple[int, int] | None = None,
         stride: tuple[int, int] | None = None,
@@ -236,14 +247,13 @@ class ACCEL(nn.Module):
         invalid inside that window and falls back per ``invalid_fill``. Window logits are
         averaged as for the base segmentors.
         """
+        check_predict_mode(mode, crop, stride)
         if self.compat_single_frame_eval:
-            return self.segmentor.predict(x_t, mode, crop, stride)
+            return self.segmentor.predict(inputs.single(), mode, crop, stride)
         if mode == "whole":
-            return self.inference(x_t, x_tk, flow, flow_valid)
-        if mode != "slide" or crop is None or stride is None:
-            raise ValueError(f"predict: mode must be 'whole' or 'slide' with crop and stride, "
-                             f"got mode={mode!r}, crop={crop}, stride={stride}")  # fmt: skip
-        self._check_pair(x_t, x_tk, flow)
+            return self.inference(inputs)
+        x_t, x_tk, flow, _ = self._check_pair(inputs)
+        flow_valid = inputs.valid
         c = x_t.shape[1]
         parts = [x_t, x_tk, flow.to(x_t.dtype)]
         if flow_valid is not None:
@@ -252,6 +262,6 @@ class ACCEL(nn.Module):
 
         def window(s: Tensor) -> Tensor:
             valid = s[:, 2 * c + 2] > 0.5 if flow_valid is not None else None
-            return self.inference(s[:, :c], s[:, c : 2 * c], s[:, 2 * c : 2 * c + 2], valid)
+            return self.inference(Pair(s[:, :c], s[:, c : 2 * c], s[:, 2 * c : 2 * c + 2], valid))
 
         return slide(window, stacked, crop, stride)

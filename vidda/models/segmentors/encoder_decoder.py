@@ -5,22 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidda.models.losses import seg_loss
+from vidda.models.segmentors.base import Segmentor, check_predict_mode
+from vidda.models.segmentors.inputs import Pair, as_inputs
+from vidda.models.segmentors.resize import resize
 from vidda.models.segmentors.sliding import slide
 
 
-def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of logits to ``size`` (H, W), align_corners=False; no-op when equal."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size, mode="bilinear", align_corners=False)
-
-
-class EncoderDecoder(nn.Module):
-    """Backbone → decode head. Logits come at the head's stride; ``inference`` upsamples them.
+class EncoderDecoder(Segmentor):
+    """Backbone → decode head, on frame t alone.
 
     Args:
         backbone: module returning a list of feature maps, with ``out_channels``.
@@ -40,13 +35,18 @@ class EncoderDecoder(nn.Module):
         """Backbone features of images ``x`` [B, 3, H, W]."""
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [B, K, H / out_stride, W / out_stride]."""
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Head logits of images ``x`` [B, 3, H, W]: [B, K, H / out_stride, W / out_stride]."""
         return self.decode_head(self.extract(x))
 
-    def forward_train(self, x: torch.Tensor, **_: Any) -> dict[str, Any]:
-        """``{"logits": [B, K, h, w], "features": backbone features}``."""
-        features = self.extract(x)
+    def forward_train(
+        self,
+        inputs: Pair | torch.Tensor,
+        box: tuple[int, int, int, int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """``{"logits": [B, K, h, w] at the head's stride, "features": backbone features}``."""
+        features = self.extract(as_inputs(inputs).x)
         return {"logits": self.decode_head(features), "features": features}
 
     def loss(
@@ -55,21 +55,21 @@ class EncoderDecoder(nn.Module):
         """``{"loss_seg": CE}`` of the logits against ``label`` [B, H, W]."""
         return {"loss_seg": seg_loss(outputs["logits"], label, weight)}
 
-    def inference(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at the resolution of ``x``: [B, K, H, W] (mmseg's ``encode_decode``)."""
-        return upsample(self(x), x.shape[-2:])
+    def inference(self, inputs: Pair | torch.Tensor) -> torch.Tensor:
+        """Logits at the resolution of frame t: [B, K, H, W] (mmseg's ``encode_decode``)."""
+        x = as_inputs(inputs).x
+        return resize(self.logits(x), x.shape[-2:])
 
     def predict(
         self,
-        x: torch.Tensor,
+        inputs: Pair | torch.Tensor,
         mode: str = "whole",
         crop: tuple[int, int] | None = None,
         stride: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Test-time logits [B, K, H, W]: one pass (``whole``) or batched windows (``slide``)."""
+        """Test-time logits [B, K, H, W] of frame t: one pass (``whole``) or batched windows."""
+        check_predict_mode(mode, crop, stride)
+        x = as_inputs(inputs).x
         if mode == "whole":
             return self.inference(x)
-        if mode != "slide" or crop is None or stride is None:
-            raise ValueError(f"predict: mode must be 'whole' or 'slide' with crop and stride, "
-                             f"got mode={mode!r}, crop={crop}, stride={stride}")  # fmt: skip
         return slide(self.inference, x, crop, stride)

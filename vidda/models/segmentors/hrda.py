@@ -1,6 +1,6 @@
 """HRDA: a low-resolution context pass, a high-resolution detail crop, class-wise scale attention.
 
-Training (one call of ``forward_train``, ``image_da_core.md`` §3.2), for images [B, 3, H, W]:
+Training (one call of ``forward_train``), for images [B, 3, H, W]:
 the context is the image at ``lr_scale`` (0.5); one detail crop of ``hr_crop`` pixels is cut from
 the full-resolution image (one box for the whole batch, offsets multiples of ``crop_divisible``).
 The shared backbone encodes both; the head gives S_lr and S_hr, the attention head
@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from vidda.models.losses import seg_loss
-from vidda.models.segmentors.encoder_decoder import EncoderDecoder, upsample
+from vidda.models.segmentors.encoder_decoder import EncoderDecoder
+from vidda.models.segmentors.inputs import Pair, as_inputs
+from vidda.models.segmentors.resize import rescale, resize
 from vidda.models.segmentors.sliding import slide
 
 Box = tuple[int, int, int, int]  # y1, y2, x1, x2 in full-resolution pixels
@@ -70,13 +72,12 @@ class HRDA(EncoderDecoder):
         self.hr_slide_overlap = hr_slide_overlap
         self.fixed_attention = fixed_attention
 
-    # ------------------------------------------------------------------ pieces
+    @property
+    def feature_scale(self) -> float:
+        """``forward_train``'s ``features`` are the context's: ``lr_scale``."""
+        return float(self.lr_scale)
 
-    def _rescale(self, x: torch.Tensor, scale: float) -> torch.Tensor:
-        if scale == 1.0:
-            return x
-        size = (int(x.shape[-2] * scale + 0.5), int(x.shape[-1] * scale + 0.5))
-        return upsample(x, size)
+    # ------------------------------------------------------------------ pieces
 
     def _attention(self, features: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         """A = sigmoid(attention head) [B, K or 1, h, w], or the fixed constant."""
@@ -102,25 +103,29 @@ class HRDA(EncoderDecoder):
     ) -> torch.Tensor:
         """S_f = up(A) · Ŝ_hr + up((1 − A) · S_lr), at the detail scale's logit resolution."""
         size = s_hr_canvas.shape[-2:]
-        return upsample(att, size) * s_hr_canvas + upsample((1 - att) * s_lr, size)
+        return resize(att, size) * s_hr_canvas + resize((1 - att) * s_lr, size)
 
     # ------------------------------------------------------------------ training
 
     def forward_train(
-        self, x: torch.Tensor, box: Box | None = None, generator: torch.Generator | None = None
+        self,
+        inputs: Pair | torch.Tensor,
+        box: Box | None = None,
+        generator: torch.Generator | None = None,
     ) -> dict[str, Any]:
-        """Logits of one training pass over images ``x`` [B, 3, H, W].
+        """Logits of one training pass over frame t, images ``x`` [B, 3, H, W].
 
         Returns ``logits`` (fused S_f at H·hr_scale / os), ``lr`` ((1 − A)·S_lr), ``hr`` (S_hr of
         the crop), ``attention`` (masked A), ``box`` and ``features`` (the context features).
         """
+        x = as_inputs(inputs).x
         os_ = self.out_stride
-        x_hr = self._rescale(x, self.hr_scale)
+        x_hr = rescale(x, self.hr_scale)
         hh, hw = x_hr.shape[-2:]
         if box is None:
             box = self.draw_crop_box(hh, hw, generator)
         y1, y2, x1, x2 = box
-        f_lr = self.extract(self._rescale(x, self.lr_scale))
+        f_lr = self.extract(rescale(x, self.lr_scale))
         s_lr = self.decode_head(f_lr)
         att = self._attention(f_lr, s_lr)
         s_hr = self.decode_head(self.extract(x_hr[:, :, y1:y2, x1:x2]))
@@ -173,14 +178,15 @@ class HRDA(EncoderDecoder):
 
     # ------------------------------------------------------------------ inference
 
-    def inference(self, x: torch.Tensor) -> torch.Tensor:
-        """Fused logits at the resolution of ``x`` [B, K, H, W] (teacher and test windows)."""
+    def inference(self, inputs: Pair | torch.Tensor) -> torch.Tensor:
+        """Fused logits at the resolution of frame t [B, K, H, W] (teacher and test windows)."""
+        x = as_inputs(inputs).x
         os_ = self.out_stride
-        f_lr = self.extract(self._rescale(x, self.lr_scale))
+        f_lr = self.extract(rescale(x, self.lr_scale))
         s_lr = self.decode_head(f_lr)
         att = self._attention(f_lr, s_lr)
-        x_hr = self._rescale(x, self.hr_scale)
+        x_hr = rescale(x, self.hr_scale)
         crop = (min(self.hr_crop[0], x_hr.shape[-2]), min(self.hr_crop[1], x_hr.shape[-1]))
         stride = (crop[0] // 2, crop[1] // 2) if self.hr_slide_overlap else crop
-        s_hr = slide(self, x_hr, crop, stride, out_stride=os_)
-        return upsample(self._fuse(s_lr, att, s_hr), x.shape[-2:])
+        s_hr = slide(self.logits, x_hr, crop, stride, out_stride=os_)
+        return resize(self._fuse(s_lr, att, s_hr), x.shape[-2:])

@@ -24,16 +24,14 @@ def slide(
     crop: tuple[int, int],
     stride: tuple[int, int],
     out_stride: int = 1,
-    batch_windows: bool = True,
 ) -> torch.Tensor:
-    """Run ``fn`` on overlapping windows of ``x`` and average the overlapping outputs.
+    """Run ``fn`` on overlapping windows of ``x`` (all in one batch) and average the overlaps.
 
     Args:
         fn: maps windows [N, C, h, w] to logits [N, K, h / out_stride, w / out_stride].
         x: images [B, C, H, W].
         crop, stride: window size and step (H, W), in pixels of ``x``.
         out_stride: ratio between ``x`` and ``fn``'s output resolution.
-        batch_windows: run all windows of all images in one call of ``fn``.
     Returns:
         logits [B, K, H / out_stride, W / out_stride] (sum of window logits ÷ coverage count).
     """
@@ -43,10 +41,7 @@ def slide(
         (y, xx) for y in window_starts(h, ch, stride[0]) for xx in window_starts(w, cw, stride[1])
     ]
     windows = [x[:, :, y : y + ch, xx : xx + cw] for y, xx in boxes]
-    if batch_windows:
-        outs = fn(torch.cat(windows, dim=0)).split(b, dim=0)
-    else:
-        outs = [fn(win) for win in windows]
+    outs = fn(torch.cat(windows, dim=0)).split(b, dim=0)  # every window of every image at once
     oh, ow, s = h // out_stride, w // out_stride, out_stride
     k = outs[0].shape[1]
     total = x.new_zeros((b, k, oh, ow), dtype=outs[0].dtype)
