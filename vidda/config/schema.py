@@ -84,7 +84,7 @@ class DataConfig:
 
 @dataclass
 class AccelConfig:
-    """ACCEL (``model.segmentor: accel``, ``video_techniques.md`` §5): one shared base network
+    """ACCEL (``model.segmentor: accel``): one shared base network
     on frames t and t−k, the t−k logits warped onto frame t with the flow, 1×1 fusion."""
 
     base: AccelBase = "hrda"  # the shared network (segmentor_kwargs are its)
@@ -126,7 +126,7 @@ class MICConfig:
 
 @dataclass
 class RefineConfig:
-    """Flow-based pseudo-label refinement (``video_techniques.md`` §3, DACS only).
+    """Flow-based pseudo-label refinement (DACS only).
 
     The teacher labels frames t and t−k; frame t−k's pseudo-label is warped onto frame t, its holes
     are filled from frame t, the strategies combine the two, and from iteration ``begin`` on the
@@ -146,7 +146,7 @@ class RefineConfig:
 
 @dataclass
 class DiscriminatorConfig:
-    """Video discriminator (``video_techniques.md`` §4, DACS only): least-squares GAN on the
+    """Video discriminator (DACS only): least-squares GAN on the
     softmax of frames t and t−k, source = 0, target = 1, with its own Adam and poly decay."""
 
     enabled: bool = False
