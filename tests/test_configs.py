@@ -17,8 +17,8 @@ import pytest
 from vidda.cli import main
 from vidda.config import load_config
 from vidda.config.schema import Config
+from vidda.config.validate import validate as check_method_config
 from vidda.data.build import build_transform
-from vidda.uda.config_checks import check_method_config
 from vidda.uda.fd import FD_CLASSES_GTA_SYNTHIA
 
 ROOT = Path(__file__).parents[1] / "configs"

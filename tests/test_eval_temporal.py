@@ -14,11 +14,11 @@ from vidda.cli import main
 from vidda.config import load_config, merge_overrides
 from vidda.config.load import ConfigError
 from vidda.config.schema import DatasetConfig, EvalConfig
+from vidda.config.validate import check_eval_data
 from vidda.data.build import build_dataset
 from vidda.data.datasets.synthetic import SynthConfig, generate
 from vidda.engine.evaluator import evaluate
 from vidda.engine.run import train
-from vidda.uda.config_checks import check_eval_data
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "demo"
 K = 19

@@ -15,7 +15,7 @@ import torch
 from vidda.cli import main
 from vidda.config import Config, ConfigError, load_config, merge_overrides, schema, validate
 from vidda.config.load import check_choices, choice_fields, choices, config_from_dict
-from vidda.uda.config_checks import check_method_config
+from vidda.config.validate import validate as check_method_config
 
 CHOICES = choice_fields()
 BAD = "not_a_choice"

@@ -239,7 +239,7 @@ _add("clip_view_pair_frames_swapped", "clip_view", F,
      "return Pair(self.frame(clip, offset), prev, flow, valid)",
      "return Pair(prev, self.frame(clip, offset), flow, valid)",
      "pair holds (t-k, t) instead of (t, t-k)", T_CLIP_VIEW)
-_add("clip_view_bdd_alias_ignored", "clip_view", F,
+_add("clip_view_bdd_alias_ignored", "clip_view", "vidda/config/derived.py",
      "return -2 * k if alias else -k", "return -k",
      "compat.bdd_prev_frame_t4 alias (frame t-2k) ignored", T_CLIP_VIEW)
 
@@ -551,7 +551,7 @@ _add("fd_l1_norm", "fd", F,
 _add("fd_mean_over_all", "fd", F,
      "return total / mask.sum().clamp_min(1).to(total.dtype)", "return total / mask.numel()",
      "FD averaged over all locations instead of the selected ones", T_FD)
-_add("fd_default_without_rider", "fd", F,
+_add("fd_default_without_rider", "fd", "vidda/config/schema.py",
      "(6, 7, 11, 12, 13, 14, 15, 16, 17, 18)", "(6, 7, 11, 13, 14, 15, 16, 17, 18)",
      "default FD classes (GTA/SYNTHIA sources) miss rider", T_FD)
 

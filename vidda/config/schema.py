@@ -9,7 +9,7 @@ model-specific keyword arguments) and are not checked key by key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 # Fixed sets of option values. The loader rejects any other value with the key and these values;
 # code that needs the tuple of names takes ``typing.get_args`` of the alias.
@@ -31,6 +31,22 @@ DeviceName = Literal["auto", "cpu", "cuda"]
 ClassSubset = Literal["all", "viper", "synthia_seq"]
 EvalProtocol = Literal["standard", "uvda"]
 EvalMode = Literal["whole", "slide"]
+
+# DAFormer's feature-distance classes (Cityscapes train ids: traffic light, traffic sign, person,
+# rider, car, truck, bus, train, motorcycle, bicycle); the VIPER configs drop rider (12).
+FD_THING_CLASSES: tuple[int, ...] = (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
+EXCLUSIVE_STRATEGIES = ("class_thing", "class_stuff")
+
+
+def strategy_problem(strategies: list[str] | tuple[str, ...]) -> str | None:
+    """Why a list of refinement strategies cannot run (unknown or exclusive names), or None."""
+    known = get_args(RefineStrategy)
+    unknown = sorted(set(strategies) - set(known))
+    if unknown:
+        return f"unknown refinement strategies {unknown}; known: {known}"
+    if set(EXCLUSIVE_STRATEGIES) <= set(strategies):
+        return " and ".join(EXCLUSIVE_STRATEGIES) + " are exclusive"
+    return None
 
 
 @dataclass
@@ -110,7 +126,7 @@ class FDConfig:
 
     enabled: bool = False
     weight: float = 0.005
-    classes: list[int] = field(default_factory=lambda: [6, 7, 11, 12, 13, 14, 15, 16, 17, 18])
+    classes: list[int] = field(default_factory=lambda: list(FD_THING_CLASSES))
     min_ratio: float = 0.75
 
 

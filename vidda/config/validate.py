@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import get_args
 
+from vidda.config.derived import target_previous_offset
 from vidda.config.load import ConfigError, check_choices
-from vidda.config.schema import Config, DatasetConfig, MixMode, RefineFill
+from vidda.config.schema import Config, DatasetConfig, MixMode, RefineFill, strategy_problem
 
 __all__ = ["FILL_MODES", "MIX_MODES", "Need", "check_eval_data", "data_needs", "validate"]
 
@@ -61,9 +62,7 @@ def data_needs(cfg: Config) -> list[Need]:
             why = f"method.discriminator.video with {why}"
             needs += [_pair(why, "data.source", -k, k), _pair(why, "data.target", -k, k)]
         return needs
-    prev = -k
-    if cfg.compat.bdd_prev_frame_t4 and cfg.data.target.type == "bddvid":
-        prev = -2 * k
+    prev = target_previous_offset(cfg, two_frame=False)
     if m.refine.enabled:
         needs.append(_pair("method.refine.enabled", "data.target", 0, k, prev))
     if m.discriminator.enabled and m.discriminator.video:
@@ -100,8 +99,9 @@ def _check_need(cfg: Config, need: Need) -> None:
 
 def _check_refine(cfg: Config) -> None:
     r = cfg.method.refine
-    if {"class_thing", "class_stuff"} <= set(r.strategies):
-        raise ConfigError("method.refine.strategies: class_thing and class_stuff are exclusive")
+    problem = strategy_problem(r.strategies)
+    if problem:
+        raise ConfigError(f"method.refine.strategies: {problem}")
     if r.l_warp < 0 or r.l_mix < 0:
         raise ConfigError(f"method.refine.l_warp and l_mix must be >= 0, got {r.l_warp}, "
                           f"{r.l_mix}")  # fmt: skip

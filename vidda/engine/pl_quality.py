@@ -21,12 +21,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from vidda.classes import IGNORE_INDEX
+from vidda.config.derived import target_previous_offset
 from vidda.config.schema import Config
 from vidda.data.build import build_dataset
 from vidda.errors import UserError
 from vidda.models.build import build_segmentor
 from vidda.models.segmentors.inputs import Pair
-from vidda.uda.clip_view import ClipView, target_previous_offset
+from vidda.uda.clip_view import ClipView
 from vidda.uda.video_pl import PLRefiner, teacher_pseudo_label
 
 __all__ = ["PLQualityError", "measure_pl_quality"]

@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 from vidda.amp import AMP_DTYPES
 from vidda.classes import colorize
-from vidda.config.load import ConfigError, save_config
+from vidda.config.load import save_config
 from vidda.config.plain import plain_config as _plain_config
 from vidda.config.schema import Config
+from vidda.config.validate import validate
 from vidda.data.build import build_dataset
 from vidda.data.sampling import RareClassSampler, TrainStream, train_loader
 from vidda.engine import checkpoint as ckpt
@@ -77,6 +78,7 @@ class Trainer:
     """Builds everything a config describes and runs it (``run``)."""
 
     def __init__(self, cfg: Config, opts: RunOptions, info: DistInfo | None = None) -> None:
+        validate(cfg)  # before anything is built: the same refusals as every entry point
         self.cfg, self.opts = cfg, opts
         self.info = info or init_distributed(cfg.train.device)
         self.device = self.info.device
@@ -90,13 +92,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.student, cfg.optim)
         disc = self.method.extra_state().get("discriminator")
         if cfg.compat.disc_in_main_optimizer and disc is not None:
-            if cfg.train.amp == "fp16":  # the scaler would unscale D's gradients twice
-                raise ConfigError("compat.disc_in_main_optimizer does not combine with "
-                                  "train.amp=fp16; use bf16 or off")  # fmt: skip
             add_module_group(self.optimizer, disc, cfg.optim, "discriminator")
-        self.amp_dtype = AMP_DTYPES.get(cfg.train.amp, "bad")
-        if self.amp_dtype == "bad":
-            raise ConfigError(f"train.amp must be off, bf16 or fp16, got {cfg.train.amp!r}")
+        self.amp_dtype = AMP_DTYPES[cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         self.step = 0
         self.best: dict[str, Any] = {}

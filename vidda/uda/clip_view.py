@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vidda.config.schema import Config
 from vidda.flow.warp import backward_warp
 from vidda.models.segmentors.inputs import Pair
 
-__all__ = ["ClipView", "chain_flows", "target_previous_offset"]
+__all__ = ["ClipView", "chain_flows"]
 
 
 def chain_flows(flows: Sequence[Tensor], valids: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -98,15 +97,3 @@ class ClipView:
         flow, valid = self.flow(clip, offset, k)
         prev = self.frame(clip, offset - k if prev_offset is None else prev_offset)
         return Pair(self.frame(clip, offset), prev, flow, valid)
-
-
-def target_previous_offset(cfg: Config, two_frame: bool) -> int:
-    """Canonical offset of target "frame t−k" for the teacher's earlier pseudo-label.
-
-    ``-k`` (``method.frame_distance``), except under ``compat.bdd_prev_frame_t4`` with a BDDVid
-    target and a single-frame model: the original's ``imtk`` alias, frame t−2k with the flow
-    t → t−k.
-    """
-    k = cfg.method.frame_distance
-    alias = cfg.compat.bdd_prev_frame_t4 and cfg.data.target.type == "bddvid" and not two_frame
-    return -2 * k if alias else -k

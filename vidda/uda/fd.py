@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidda.config.schema import FD_THING_CLASSES
 from vidda.models.segmentors.resize import rescale
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "feature_distance",
 ]
 
-FD_CLASSES_GTA_SYNTHIA: tuple[int, ...] = (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
+FD_CLASSES_GTA_SYNTHIA: tuple[int, ...] = FD_THING_CLASSES  # the method.fd.classes default
 """DAFormer's FD classes: traffic light and sign, and the eight thing classes (person … bicycle).
 Runs with a VIPER source list them without rider (12), which VIPER lacks
 (``configs/_base_/data/viper_*.yaml``)."""

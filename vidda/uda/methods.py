@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 from torch import nn
 
-from vidda.config.load import ConfigError
+from vidda.config.derived import target_previous_offset
+from vidda.config.registry import lookup
 from vidda.config.schema import Config
+from vidda.config.validate import validate
 from vidda.uda.adversarial import Adversary
 from vidda.uda.augment import StrongAugParams
-from vidda.uda.clip_view import ClipView, target_previous_offset
-from vidda.uda.config_checks import check_method_config
+from vidda.uda.clip_view import ClipView
 from vidda.uda.dacs import DACS, TargetClips
 from vidda.uda.fd import ImageNetFD
 from vidda.uda.method import Method
@@ -77,11 +78,8 @@ def build_method(cfg: Config, student: nn.Module, student_forward: nn.Module | N
 
     Raises:
         ConfigError: an unknown method, or settings that cannot work with the model and data
-            (:func:`~vidda.uda.config_checks.check_method_config`).
+            (:func:`vidda.config.validate.validate`).
     """
-    name = cfg.method.name
-    if name not in METHODS:
-        raise ConfigError(f"method.name: unknown method {name!r}; expected one of "
-                          f"{tuple(METHODS)}")  # fmt: skip
-    check_method_config(cfg)
-    return METHODS[name](cfg, student, student_forward)
+    build = lookup(METHODS, cfg.method.name, "method.name", "method")
+    validate(cfg)
+    return build(cfg, student, student_forward)

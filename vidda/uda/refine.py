@@ -29,11 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from torch import Tensor
 
 from vidda.classes import IGNORE_INDEX, LABELS, NUM_CLASSES
+from vidda.config.schema import RefineStrategy, strategy_problem
 from vidda.flow.warp import FB_ALPHA, FB_BETA, backward_warp, original_warp, warp_labels
 
 __all__ = [
@@ -62,16 +64,7 @@ __all__ = [
 
 IGN = IGNORE_INDEX
 
-STRATEGIES: tuple[str, ...] = (
-    "consis",
-    "max_conf",
-    "warp_frame",
-    "consis_conf",
-    "rare_class",
-    "oracle",
-    "class_thing",
-    "class_stuff",
-)
+STRATEGIES: tuple[str, ...] = get_args(RefineStrategy)
 """Strategy names in the order :func:`refine` applies them."""
 
 RARITY_ORDER: tuple[int, ...] = (3, 5, 12, 16, 18, 17, 7, 6, 15, 4, 11, 14, 9, 8, 1, 2, 10, 13, 0)
@@ -399,11 +392,9 @@ def refine(
         255 after any dropping strategy).
     """
     names = set(strategies)
-    unknown = names - set(STRATEGIES)
-    if unknown:
-        raise ValueError(f"unknown refinement strategies {sorted(unknown)}; known: {STRATEGIES}")
-    if {"class_thing", "class_stuff"} <= names:
-        raise ValueError("class_thing and class_stuff are exclusive")
+    problem = strategy_problem(list(strategies))
+    if problem:
+        raise ValueError(problem)
 
     label, weight = warped.label, warped.weight
     if fill is not None:

@@ -32,12 +32,13 @@ Defaults vs the original (each original behaviour is a constructor switch, see `
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import Tensor, nn
 
 from vidda.classes import IGNORE_INDEX
+from vidda.config.schema import AccelInvalidFill
 from vidda.flow.warp import backward_warp, original_warp
 from vidda.models.segmentors.base import Segmentor, check_predict_mode
 from vidda.models.segmentors.inputs import Pair
@@ -46,7 +47,7 @@ from vidda.models.segmentors.sliding import slide
 
 __all__ = ["ACCEL"]
 
-INVALID_FILLS = ("current", "zero")
+INVALID_FILLS: tuple[str, ...] = get_args(AccelInvalidFill)
 HR_FUSIONS = ("none", "original")
 
 
