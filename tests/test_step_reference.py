@@ -819,6 +819,7 @@ COMPOSITIONS = {
     "hrda": Setup(hrda=True, draw_seed=1),
     "dacs_fd_mic": Setup(fd=[0, 2, 4], mic=1.3, seed=1),
     "dacs_no_blur": Setup(blur=False),
+    "dacs_mic_no_blur": Setup(blur=False, mic=0.7, draw_seed=1),  # MIC blurs with method.blur off
     "dacs_no_mix": Setup(mix=False),
     "dacs_fd": Setup(fd=[1, 3]),
     "dacs_mic": Setup(mic=0.7),
