@@ -53,7 +53,7 @@ def test_the_literals_match_the_names_the_code_knows():
     from vidda.classes import CLASS_SUBSETS
     from vidda.data.build import LAYOUTS
     from vidda.metrics import PROTOCOLS
-    from vidda.models.build import SEGMENTORS, SINGLE_FRAME
+    from vidda.models.build import BUILDERS, SINGLE_FRAME
     from vidda.models.segmentors.accel import INVALID_FILLS
     from vidda.uda.methods import METHODS
 
@@ -61,10 +61,10 @@ def test_the_literals_match_the_names_the_code_knows():
     assert set(args(schema.DatasetType)) == set(LAYOUTS)
     assert set(args(schema.ClassSubset)) == set(CLASS_SUBSETS)
     assert args(schema.EvalProtocol) == PROTOCOLS
-    assert args(schema.SegmentorName) == SEGMENTORS
+    assert set(args(schema.SegmentorName)) == set(BUILDERS)
     assert args(schema.AccelBase) == SINGLE_FRAME
     assert args(schema.AccelInvalidFill) == INVALID_FILLS
-    assert args(schema.MethodName) == METHODS
+    assert set(args(schema.MethodName)) == set(METHODS)
 
 
 def test_every_default_is_one_of_its_choices():
