@@ -40,13 +40,14 @@ T_MIC = [PARTS, STEP]
 T_PSEUDO = [PARTS, STEP]
 T_FD = [PARTS, STEP]
 T_TEACHER = [PARTS, "tests/test_pl_quality.py", STEP]
-T_HRDA = ["tests/test_segmentors.py", "tests/test_accel.py", STEP]
+IFACE = "tests/test_segmentor_interface.py"
+T_HRDA = ["tests/test_segmentors.py", IFACE, "tests/test_accel.py", STEP]
 T_ACCEL = ["tests/test_accel.py", STEP, VIDEO]
 T_DISC = ["tests/test_discriminator.py", PROPS, STEP]
 T_ADV = [STEP, VIDEO]
 T_DACS = [STEP, VIDEO]
 T_SUPERVISED = [STEP, "tests/test_engine.py::test_each_method_trains_a_few_iterations"]
-T_CLIP_VIEW = [PROPS, STEP, VIDEO]
+T_CLIP_VIEW = [PROPS, IFACE, STEP, VIDEO]
 T_SCHEDULE = ["tests/test_optim.py", "tests/test_discriminator.py"]
 T_OPTIM = [
     "tests/test_optim.py",
