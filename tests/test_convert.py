@@ -489,3 +489,17 @@ def test_every_bad_file_is_listed_and_no_statistics_written(viper):
     assert "train/cls/001/001_00010.png" in str(err.value)
     assert "val/cls/001/001_00010.png" in str(err.value)
     assert not (root / STATS_FILES[0]).exists()
+
+
+def test_an_output_as_new_as_its_source_is_up_to_date(tmp_path: Path):
+    from vidda.data.convert_labels import is_up_to_date
+
+    src, dst = tmp_path / "src.png", tmp_path / "dst.png"
+    src.write_bytes(b"a")
+    assert not is_up_to_date(src, dst)  # no output yet
+    dst.write_bytes(b"b")
+    t = src.stat().st_mtime_ns
+    os.utime(dst, ns=(t, t))
+    assert is_up_to_date(src, dst)  # equal times: up to date
+    os.utime(dst, ns=(t - 10**9, t - 10**9))
+    assert not is_up_to_date(src, dst)  # older: stale

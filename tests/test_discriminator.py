@@ -147,3 +147,30 @@ def test_single_frame_discriminator_takes_c_channels():
     assert disc(d_in).shape == (1, 1, 1, 1)
     with pytest.raises(ValueError, match="t-k"):
         VideoDiscriminator(K, width=4).make_input(z)
+
+
+def test_adversary_builds_d_as_configured():
+    from vidda.config.schema import DiscriminatorConfig
+    from vidda.uda.adversarial import Adversary
+
+    cfg = DiscriminatorConfig(enabled=True, betas=[0.5, 0.95], lr=3e-4)
+    video = Adversary(cfg, 5, joint_softmax=False, total_iters=10)
+    single = Adversary(DiscriminatorConfig(enabled=True, video=False), 5, False, 10)
+    assert video.disc.video and not single.disc.video
+    group = video.optimizer.param_groups[0]
+    assert tuple(group["betas"]) == (0.5, 0.95) and group["lr"] == pytest.approx(3e-4)
+    # D sees 2C channels for a frame pair, C for one frame
+    first = [m for m in video.disc.modules() if isinstance(m, torch.nn.Conv2d)][0]
+    first_single = [m for m in single.disc.modules() if isinstance(m, torch.nn.Conv2d)][0]
+    assert (first.in_channels, first_single.in_channels) == (10, 5)
+
+
+def test_adversary_refuses_inputs_below_32_pixels():
+    from vidda.config.schema import DiscriminatorConfig
+    from vidda.uda.adversarial import Adversary
+
+    adv = Adversary(DiscriminatorConfig(enabled=True, feature_scale=0.5), 5, False, 10)
+    assert adv.input_size(64, 128) == (32, 64)
+    for h, w in ((62, 128), (40, 128), (128, 34)):  # 31, 20 or 17 pixels on one side
+        with pytest.raises(ValueError, match="below 32 pixels per side"):
+            adv.input_size(h, w)

@@ -458,3 +458,12 @@ def test_device_kernel_custom_ignore_and_empty():
     assert counts.tolist() == [[1, 0], [1, 1]]
     empty = ConfusionMatrix()._count_torch(torch.zeros(0, dtype=torch.long), torch.zeros(0).long())
     assert int(empty.sum()) == 0
+
+
+def test_generic_path_refuses_prediction_id_num_classes():
+    # ignore_index outside 0..255 takes the int64 fallback path
+    cm = ConfusionMatrix(num_classes=3, ignore_index=-1)
+    cm.update(np.array([0, 2]), np.array([0, -1]))
+    with pytest.raises(ValueError, match=r"pred .*\[3\]"):
+        cm.update(np.array([0, 3]), np.array([0, 1]))
+    assert cm.total == 1

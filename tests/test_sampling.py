@@ -114,3 +114,14 @@ def test_loader_batches_do_not_depend_on_worker_count(tmp_path: Path):
         assert x["source"]["frames"].shape == (2, 3, 3, 16, 16)
         assert torch.equal(x["source"]["frames"], y["source"]["frames"])
         assert torch.equal(x["source"]["flows"], y["source"]["flows"])
+
+
+def test_rcs_candidates_hold_more_than_min_pixels(tmp_path: Path):
+    ds = fake_dataset(tmp_path / "v", ["a", "b", "c"])
+    write_stats(ds.layout.root, [
+        {"file": "x/a_labelTrainIds.png", "0": 5000, "5": 3000},  # exactly min_pixels: not enough
+        {"file": "x/b_labelTrainIds.png", "0": 5000, "5": 3001},
+        {"file": "x/c_labelTrainIds.png", "0": 2999, "5": 3001},
+    ])  # fmt: skip
+    rcs = RareClassSampler(ds, RCSConfig(enabled=True, min_pixels=3000))
+    assert rcs.candidates[5].tolist() == [1, 2] and rcs.candidates[0].tolist() == [0, 1]

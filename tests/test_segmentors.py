@@ -123,3 +123,13 @@ def test_hrda_backward_reaches_every_parameter():
 def test_hrda_requires_one_attention_source():
     with pytest.raises(ValueError, match="exactly one"):
         HRDA(Stride4(), Head(), attention_head=None)
+
+
+def test_hrda_detail_crop_box_has_the_crop_s_own_width_and_height():
+    model = make_hrda(hr_crop=(16, 32))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        y1, y2, x1, x2 = model.draw_crop_box(64, 96, g)
+        assert (y2 - y1, x2 - x1) == (16, 32)
+        assert y1 % 8 == 0 and x1 % 8 == 0 and y2 <= 64 and x2 <= 96
+    assert model.draw_crop_box(8, 20) == (0, 8, 0, 20)  # crops larger than the image: the image

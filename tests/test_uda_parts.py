@@ -620,3 +620,25 @@ def test_feature_distance_empty_mask_is_zero_without_nan():
 def test_fd_class_lists():
     assert FD_CLASSES_GTA_SYNTHIA == (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
     assert FDConfig().classes == list(FD_CLASSES_GTA_SYNTHIA)  # the config default (a copy)
+
+
+def test_pseudo_label_quality_counts_confidence_equal_to_tau():
+    # two classes with equal logits: softmax confidence exactly 0.5 everywhere
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[0, :, 0, :] = torch.tensor([3.0, 0.0])[:, None]  # row 0 confident
+    _, weight, _ = pseudo_label(logits, threshold=0.5)
+    assert torch.equal(weight, torch.ones_like(weight))  # every pixel has confidence >= 0.5
+    _, weight, _ = pseudo_label(logits, threshold=0.6)
+    assert torch.allclose(weight, torch.full_like(weight, 0.25))  # only row 0 reaches 0.6
+
+
+def test_block_mask_grid_rounds_to_the_nearest_cell_count():
+    # 96 / 64 = 1.5 rounds to 2 rows of cells (64 / 64 = 1 column): rows 0-47 and 48-95
+    for seed in range(50):
+        u = torch.rand((1, 1, 2, 1), generator=torch.Generator().manual_seed(seed))
+        if (u[0, 0, 0, 0] > 0.5) != (u[0, 0, 1, 0] > 0.5):
+            break
+    m = block_mask((1, 96, 64), block=64, ratio=0.5, generator=torch.Generator().manual_seed(seed))
+    top, bottom = float(u[0, 0, 0, 0] > 0.5), float(u[0, 0, 1, 0] > 0.5)
+    assert top != bottom
+    assert (m[0, 0, :48] == top).all() and (m[0, 0, 48:] == bottom).all()
