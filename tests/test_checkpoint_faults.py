@@ -23,6 +23,7 @@ from vidda.config import load_config
 from vidda.data.datasets.synthetic import SynthConfig, generate
 from vidda.engine import checkpoint as ckpt
 from vidda.engine.checkpoint import (
+    CheckpointError,
     clean_stale_temporaries,
     load_checkpoint,
     save_checkpoint,
@@ -364,3 +365,14 @@ def test_training_start_removes_stale_temporaries_fresh_and_resumed(synth, tmp_p
         assert not any(p.exists() for p in stale), resume
         assert live.read_bytes() == b"partial", resume
         assert load_checkpoint(run / "latest.pt")["step"] == 1
+
+
+class _Payload:
+    """An arbitrary object: unpickling it would run code of the file's choosing."""
+
+
+def test_loading_refuses_pickled_objects(tmp_path: Path):
+    path = tmp_path / "evil.pt"
+    torch.save({"step": 1, "payload": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="not a readable vidda checkpoint"):
+        load_checkpoint(path)

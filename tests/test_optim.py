@@ -52,3 +52,13 @@ def test_poly_with_warmup_multiplies_the_decayed_value():
     assert lr_factor(1500, T, 1.0, W, 1e-6) == pytest.approx(1 - 1500 / T)
     assert lr_factor(39999, T, 1.0, W, 1e-6) == pytest.approx(1 / T)
     assert lr_factor(20000, T, 0.9) == pytest.approx(0.5**0.9)
+
+
+def test_set_lr_scales_the_initial_lr_not_the_current_one():
+    from vidda.schedule import set_lr
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [p], "lr": 0.2, "initial_lr": 0.2}], lr=0.2)
+    set_lr(opt, 0.5)
+    set_lr(opt, 0.5)  # the same factor twice: still 0.1, not 0.05
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

@@ -125,3 +125,15 @@ def test_rcs_candidates_hold_more_than_min_pixels(tmp_path: Path):
     ])  # fmt: skip
     rcs = RareClassSampler(ds, RCSConfig(enabled=True, min_pixels=3000))
     assert rcs.candidates[5].tolist() == [1, 2] and rcs.candidates[0].tolist() == [0, 1]
+
+
+def test_streams_of_neighbouring_seeds_draw_differently(tmp_path: Path):
+    """Sample k of seed s is drawn from default_rng([s, k]): run s+1 does not replay run s
+    shifted by one sample (as a seed s + k would)."""
+    root = cityscapes_seq(tmp_path / "cs")
+    cfg = DatasetConfig(type="cityscapes-seq", root=str(root), crop_size=[16, 16], flip=True)
+    ds = build_dataset(cfg, train=True)
+    a, b = TrainStream(ds, seed=0), TrainStream(ds, seed=1)
+    same = [torch.equal(a[k + 1]["source"]["frames"], b[k]["source"]["frames"]) for k in range(6)]
+    assert not all(same)
+    assert torch.equal(a[3]["source"]["frames"], TrainStream(ds, seed=0)[3]["source"]["frames"])
