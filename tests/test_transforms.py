@@ -158,3 +158,63 @@ def test_fused_resize_and_crop_equals_resize_then_crop(scale: float):
     assert np.abs(region.linear(flow) - full_flow).max() < 0.05
     nearest = cv2.resize(mask.astype(np.uint8), dst[::-1], interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(region.nearest(mask), nearest[y : y + bh, x : x + bw] > 0)
+
+
+def test_labels_are_resized_nearest_never_inventing_class_ids():
+    label = np.zeros((40, 60), np.uint8)
+    label[:, 30:] = 10  # two classes side by side; bilinear would create 1..9 at the edge
+    label[::7, ::5] = 3
+    frames = [np.zeros((40, 60, 3), np.uint8)]
+    out = ClipTransform(resize=(90, 60))(RawClip("x", frames, label, [None], [None]))
+    assert out["label"].shape == (60, 90)
+    import cv2
+
+    ref = cv2.resize(label, (90, 60), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(np.asarray(out["label"]), ref)
+    assert set(np.unique(np.asarray(out["label"]))) <= {0, 3, 10}
+
+
+def test_a_crop_of_an_anisotropic_resize_is_opencv_s_resize_then_crop():
+    import cv2
+
+    from vidda.data.transforms import _Region
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    mask = rng.integers(0, 2, (40, 60)).astype(np.uint8)
+    region = _Region((40, 60), (70, 66), (12, 8, 30, 40))  # rows ×1.75, columns ×1.1
+    whole = cv2.resize(image, (66, 70), interpolation=cv2.INTER_LINEAR)[12:42, 8:48]
+    assert np.abs(region.linear(image).astype(int) - whole.astype(int)).max() <= 1
+    near = cv2.resize(mask, (66, 70), interpolation=cv2.INTER_NEAREST)[12:42, 8:48]
+    assert np.array_equal(region.nearest(mask), near)
+
+
+def test_a_flow_vector_with_no_valid_bilinear_sample_is_invalid():
+    # 60 x 90 → 20 x 30 (1/3): output pixel (y, x) samples source (3y + 1, 3x + 1) with weight 1,
+    # its nearest pixel is (3y, 3x). Only the nearest pixels hold valid vectors, so no vector
+    # contributes to any output pixel: every one must be invalid (not zero motion).
+    h, w = 60, 90
+    valid = np.zeros((h, w), bool)
+    valid[::3, ::3] = True
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[valid] = (2.0, -1.0)
+    frames = [np.zeros((h, w, 3), np.uint8)] * 2
+    clip = RawClip("x", frames, np.zeros((h, w), np.uint8), [None, flow], [None, valid])
+    out = ClipTransform(resize=(30, 20))(clip)
+    assert np.asarray(out["flows"]).shape[-2:] == (20, 30)
+    assert not np.asarray(out["flow_valid"])[1].any()
+
+
+def test_the_cat_max_ratio_rule_does_not_count_ignored_pixels_as_a_class():
+    label = np.zeros((20, 80), np.uint8)
+    label[:10, :40] = 255  # left: half ignored, half class 1 — only one real class
+    label[10:, :40] = 1
+    label[:, 40::2], label[:, 41::2] = 1, 2  # right: classes 1 and 2 in stripes
+    frames = [np.zeros((20, 80, 3), np.uint8)]
+    t = ClipTransform(crop_size=(20, 20), cat_max_ratio=0.75)
+    for seed in range(20):
+        crop = np.asarray(t(RawClip("x", frames, label, [None], [None]),
+                            np.random.default_rng(seed))["label"])  # fmt: skip
+        real = crop[crop != 255]
+        shares = np.bincount(real, minlength=3) / real.size
+        assert (shares > 0).sum() > 1 and shares.max() < 0.75, seed
