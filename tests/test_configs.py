@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from vidda.cli import main
-from vidda.config import load_config
+from vidda.config import load_config, validate
 from vidda.config.schema import Config
-from vidda.config.validate import validate as check_method_config
 from vidda.data.build import build_transform
 from vidda.uda.fd import FD_CLASSES_GTA_SYNTHIA
 
@@ -70,7 +69,7 @@ def test_every_config_is_valid(configs: dict[Path, Config]):
     """Everything the dry run checks except building the model, and the paper section."""
     for path, cfg in configs.items():
         where = str(path.relative_to(ROOT))
-        check_method_config(cfg)
+        validate(cfg)
         for key in ("source", "target", "val"):
             build_transform(getattr(cfg.data, key), key != "val", cfg.compat)
         if path.parent.name != "demo":

@@ -15,7 +15,6 @@ import torch
 from vidda.cli import main
 from vidda.config import Config, ConfigError, load_config, merge_overrides, schema, validate
 from vidda.config.load import check_choices, choice_fields, choices, config_from_dict
-from vidda.config.validate import validate as check_method_config
 
 CHOICES = choice_fields()
 BAD = "not_a_choice"
@@ -120,7 +119,7 @@ def test_a_config_built_in_code_is_checked_too():
     cfg = Config()
     cfg.eval.protocols = ["standard", "cityscapes"]  # type: ignore[list-item]
     with pytest.raises(ConfigError, match=message("eval.protocols", "cityscapes")):
-        check_method_config(cfg)
+        validate(cfg)
 
 
 # --------------------------------------------------------------------------- cross-field rules
@@ -177,7 +176,7 @@ def test_a_broken_rule_is_refused_by_validate_and_by_the_loader(rule: str, confi
     with pytest.raises(ConfigError, match=msg):
         validate(cfg)
     with pytest.raises(ConfigError, match=msg):
-        check_method_config(cfg)  # what build_method (trainer, dry run) calls
+        validate(cfg)  # what build_method (trainer, dry run) calls
     with pytest.raises(ConfigError, match=msg):
         load_config(config_file, list(overrides))
 
@@ -253,4 +252,13 @@ def test_dry_run_and_train_functions_validate_a_config_made_in_code(tmp_path: Pa
     assert not (tmp_path / "run").exists()
 
 # Every config under configs/ loading and validating: tests/test_configs.py (load_config
-# validates; test_every_config_is_valid also calls check_method_config, i.e. validate).
+# validates; test_every_config_is_valid also calls validate).
+
+
+def test_slide_needs_both_window_sizes_and_one_exclusive_strategy_alone_is_fine():
+    base = Config()
+    with pytest.raises(ConfigError, match="eval.mode: slide needs eval.crop_size and eval.stride"):
+        validate(merge_overrides(base, ["eval.mode=slide", "eval.crop_size=[64, 64]"]))
+    validate(merge_overrides(base, ["method.name=dacs", "method.refine.strategies=[class_thing]"]))
+    with pytest.raises(ConfigError, match="class_thing and class_stuff are exclusive"):
+        validate(merge_overrides(base, ["method.refine.strategies=[class_thing, class_stuff]"]))

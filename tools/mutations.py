@@ -20,6 +20,7 @@ MODULES = (
     "metrics", "flow_io", "warp", "transforms", "refine", "mix", "mic", "pseudo_label", "fd",
     "teacher", "hrda", "accel", "discriminator", "adversary", "dacs_step", "schedule",
     "optim_groups", "checkpoint", "label_convert", "sampling", "augment", "clip_view", "losses",
+    "config",
 )  # fmt: skip
 
 # --------------------------------------------------------------------------- target groups
@@ -325,7 +326,7 @@ _add("adv_lr_off_by_one", "adversary", F,
      "return self.disc.set_lr(step + 1, self.total_iters)",
      "discriminator lr schedule one iteration ahead", T_ADV)
 _add("adv_min_size_check", "adversary", F,
-     "if min(size) < 32:", "if min(size) < 16:",
+     "if min(size) < MIN_DISCRIMINATOR_INPUT:", "if min(size) < 16:",
      "discriminator inputs below 32 pixels (D's output 0x0) accepted", T_ADV)
 
 # vidda/uda/discriminator.py --------------------------------------------------------------
@@ -1026,3 +1027,67 @@ _add("checkpoint_torch_rng_not_restored", "checkpoint", F,
 _add("checkpoint_clean_live_writers", "checkpoint", F,
      "if pid != me and not _writer_gone(pid):", "if pid != me and _writer_gone(pid):",
      "stale-temporary cleaner deletes live writers' files and keeps dead ones", T_CHECKPOINT)
+
+# =========================================================================== config layer
+
+T_CONFIG = ["tests/test_validate.py", "tests/test_registry.py", "tests/test_config.py"]
+
+F = "vidda/config/load.py"
+_add("config_literal_not_checked", "config", F,
+     "if not (isinstance(item, str) and item in allowed):", "if not isinstance(item, str):",
+     "a Literal field accepts any string", T_CONFIG)
+_add("config_literal_list_first_item_only", "config", F,
+     "items = value if is_list else [value]", "items = value[:1] if is_list else [value]",
+     "only the first item of a list-of-Literal field is checked", T_CONFIG)
+_add("config_interpolation_not_skipped", "config", F,
+     'if isinstance(item, str) and "${" in item:\n            continue\n', "",
+     "an unresolved ${...} interpolation is refused as a bad choice", T_CONFIG)
+
+F = "vidda/config/validate.py"
+_add("validate_no_target_loss_either", "config", F,
+     "if r.enabled and r.l_warp == 0 and r.l_mix == 0:",
+     "if r.enabled and (r.l_warp == 0 or r.l_mix == 0):",
+     "refinement refused when only one of l_warp / l_mix is 0 (the paper runs use l_mix = 0)",
+     T_CONFIG)
+_add("validate_slide_needs_both", "config", F,
+     "(len(e.crop_size) != 2 or len(e.stride) != 2)",
+     "(len(e.crop_size) != 2 and len(e.stride) != 2)",
+     "eval.mode=slide accepted with a crop size but no stride (or the reverse)", T_CONFIG)
+_add("validate_fp16_rule_on_bf16", "config", F,
+     'if disc_in_main and cfg.train.amp == "fp16":', 'if disc_in_main and cfg.train.amp == "bf16":',
+     "the double-unscale rule refuses bf16 instead of fp16", T_CONFIG)
+_add("validate_video_without_dacs", "config", F,
+     'if m.name != "dacs":', 'if m.name == "target_only":',
+     "video techniques accepted with source_only", T_CONFIG)
+
+F = "vidda/config/schema.py"
+_add("schema_exclusive_any", "config", F,
+     "if set(EXCLUSIVE_STRATEGIES) <= set(strategies):",
+     "if set(EXCLUSIVE_STRATEGIES) & set(strategies):",
+     "class_thing (or class_stuff) alone refused as if both were given",
+     ["tests/test_validate.py", "tests/test_refine.py"])
+
+F = "vidda/config/registry.py"
+_add("registry_known_unsorted", "config", F,
+     "known: {', '.join(sorted(table))}", "known: {', '.join(table)}",
+     "the known names listed in table order, not sorted", T_CONFIG)
+_add("registry_key_prefix_always", "config", F,
+     'where = f"{key}: " if key else ""', 'where = f"{key}: "',
+     "an empty key still prints ': ' before the message", T_CONFIG)
+
+F = "vidda/models/segmentors/accel.py"
+_add("accel_predict_two_frame_always", "accel", F,
+     "return not self.compat_single_frame_eval", "return True",
+     "compat.accel_single_frame_eval still asks callers for frame t-k and the flow",
+     [IFACE, "tests/test_infer.py", STEP])
+
+F = "vidda/models/segmentors/inputs.py"
+_add("inputs_map_frames_skips_prev", "clip_view", F,
+     "prev=None if self.prev is None else fn(self.prev)", "prev=self.prev",
+     "Pair.map_frames leaves frame t-k untouched", T_CLIP_VIEW)
+
+
+F = "vidda/engine/distributed.py"
+_add("distributed_destroys_callers_group", "checkpoint", F,
+     "        if owned:\n            cleanup(info)", "        cleanup(info)",
+     "distributed_run destroys a process group its caller had joined", ["tests/test_ddp.py"])

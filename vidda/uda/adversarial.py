@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from vidda.config.schema import DiscriminatorConfig
+from vidda.config.validate import MIN_DISCRIMINATOR_INPUT
 from vidda.models.segmentors.inputs import Pair
 from vidda.uda.discriminator import VideoDiscriminator
 
@@ -54,9 +55,10 @@ class Adversary(nn.Module):
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """D's input size for ``height × width`` crops: ``feature_scale`` × the crop."""
         size = (int(height * self.feature_scale), int(width * self.feature_scale))
-        if min(size) < 32:
+        if min(size) < MIN_DISCRIMINATOR_INPUT:
             raise ValueError(f"discriminator input {size} for {height}x{width} crops is below "
-                             "32 pixels per side; use larger crops or feature_scale")  # fmt: skip
+                             f"{MIN_DISCRIMINATOR_INPUT} pixels per side; use larger crops or "
+                             "feature_scale")  # fmt: skip
         return size
 
     def train_step(
