@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from vidda.config.schema import Config
+from vidda.config.schema import Config, DatasetConfig
 
-__all__ = ["target_previous_offset"]
+__all__ = ["dataset_given", "has_labels", "target_previous_offset"]
+
+
+def dataset_given(ds: DatasetConfig) -> bool:
+    """Whether a dataset section names data: a root folder, or videos for ``type: video``."""
+    return bool(ds.videos) if ds.type == "video" else bool(ds.root)
+
+
+def has_labels(ds: DatasetConfig) -> bool:
+    """Whether a dataset section's clips carry ground truth (``type: video`` never does)."""
+    return ds.type != "video"
 
 
 def target_previous_offset(cfg: Config, two_frame: bool) -> int:

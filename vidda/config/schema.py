@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 # Fixed sets of option values. The loader rejects any other value with the key and these values;
 # code that needs the tuple of names takes ``typing.get_args`` of the alias.
-DatasetType = Literal["synthetic", "cityscapes-seq", "viper-seq", "synthia-seq", "bddvid"]
+DatasetType = Literal["synthetic", "cityscapes-seq", "viper-seq", "synthia-seq", "bddvid", "video"]
 SyntheticDomain = Literal["", "source", "target"]  # "" for the real datasets
 OnMissing = Literal["error", "drop"]
 SegmentorName = Literal["encoder_decoder", "hrda", "accel"]
@@ -75,6 +75,13 @@ class DatasetConfig:
     photometric: bool = False  # colour jitter in the loader (same draw for all frames)
     pl_margins: list[int] = field(default_factory=list)  # [top, bottom, left, right] native px
     on_missing: OnMissing = "error"  # what to do with entries that miss files
+    # type: video, the user's own unlabelled footage (split: train | val | all, see holdout)
+    videos: list[str] = field(default_factory=list)  # video files, frame folders or quoted globs
+    frame_rate: float = 17.0  # canonical offsets per second: frame_step = round(video fps / this)
+    clip_stride: int = 0  # video frames between the key frames of consecutive clips; 0 = frame_step
+    holdout: float = 0.0  # share at the end of each video that is split val (and not split train)
+    cache_dir: str = ""  # decoded frames and flows; "" = <run folder>/video_cache
+    flow_estimator: dict[str, Any] = field(default_factory=lambda: {"method": "dis"})
 
 
 @dataclass

@@ -95,9 +95,21 @@ def build_dataset(
     compat: CompatConfig | None = None,
     with_labels: bool = True,
     key: str = "dataset",
+    cache_dir: Path | None = None,
+    progress: bool = False,
 ) -> ClipDataset:
-    """Index and check a dataset split, then wrap it with its pipeline."""
+    """Index and check a dataset split, then wrap it with its pipeline.
+
+    ``type: video`` (the user's own unlabelled footage) decodes its videos into a frame and flow
+    cache first: ``cfg.cache_dir``, else ``cache_dir`` (the trainer passes
+    ``<run folder>/video_cache``); ``progress`` shows bars for that. It never has labels.
+    """
     _check_lists(cfg, key)
+    if cfg.type == "video":
+        from vidda.data.datasets.video import video_dataset
+
+        transform = build_transform(cfg, train, compat or CompatConfig())
+        return video_dataset(cfg, transform, key, cache_dir, progress)
     layout = dataset_layout(cfg, key)
     layout.check_offsets(list(cfg.offsets))
     entries: list[ClipEntry] = build_index(
