@@ -49,7 +49,7 @@ def tiny(synth: Path, method: str = "source_only", *extra: str):
 def test_each_method_trains_a_few_iterations(synth: Path, tmp_path: Path, method, extra):
     result = train(tiny(synth, method, *extra, "train.eval_every=3"), tmp_path, progress=False)
     assert result["step"] == 6
-    assert set(result["eval"]) == {"standard", "uvda"}
+    assert set(result["eval"]) == {"standard", "uvda", "label_free"}
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) >= 6
     assert (tmp_path / "latest.pt").is_file() and (tmp_path / "config.yaml").is_file()
@@ -146,7 +146,8 @@ def test_vidda_eval_reports_both_protocols_and_saves_maps(synth, tmp_path, capsy
     out = capsys.readouterr().out
     assert "== standard protocol" in out and "== uvda protocol" in out and "mIoU" in out
     doc = __import__("json").loads((tmp_path / "ev" / "eval.json").read_text())
-    assert set(doc["results"]) == {"standard", "uvda"}
+    assert set(doc["results"]) == {"standard", "uvda", "label_free"}
+    assert "== label-free: confidence" in out
     train_ids = sorted((tmp_path / "ev" / "trainid").glob("*.png"))
     label_ids = sorted((tmp_path / "ev" / "labelid").glob("*.png"))
     assert len(train_ids) == len(label_ids) == len(list((tmp_path / "ev" / "color").glob("*")))

@@ -62,7 +62,7 @@ def test_constant_predictions_agree_everywhere_the_flow_is_valid(synth: Path) ->
         inside = (x > -0.5) & (x < w - 0.5) & (y > -0.5) & (y < h - 0.5)
         expected += int((valid & inside).sum())
     assert tc["pixels"] == pytest.approx(expected, abs=len(val) * 4)  # border rounding only
-    assert set(result) == {"standard", "uvda", "temporal"}
+    assert set(result) == {"standard", "uvda", "temporal", "label_free"}
 
 
 def test_disagreeing_predictions_score_zero_and_offsets_are_honoured(synth: Path) -> None:

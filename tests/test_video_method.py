@@ -480,7 +480,8 @@ def test_clip_view_chains_flows_and_checks_sizes():
         (("method.refine.enabled=true", "method.refine.l_warp=0"),
          r"l_warp and l_mix are both 0: no target loss would train"),
         (("data.val.root=/data", "eval.best_by=temporal"),
-         r"eval.best_by: 'temporal' is not one of the evaluation's scores \['standard', 'uvda'\]"),
+         r"eval.best_by: 'temporal' is not one of the evaluation's scores \['standard', 'uvda', "
+         r"'confidence'"),
     ],
 )
 def test_bad_video_configs_are_clear_errors_before_training(overrides, message):
@@ -545,7 +546,7 @@ EXPECTED = {
 def test_each_video_method_trains_a_few_iterations(synth: Path, tmp_path: Path, row: str):
     cfg = make_cfg(*ROWS[row], root=str(synth))  # evaluated at the end (ACCEL: fused pairs)
     result = train(cfg, tmp_path, progress=False)
-    assert result["step"] == 3 and set(result["eval"]) == {"standard", "uvda"}
+    assert result["step"] == 3 and set(result["eval"]) == {"standard", "uvda", "label_free"}
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_logs = [x["train"] for x in lines if "train" in x]
     assert len(train_logs) == 3

@@ -31,6 +31,11 @@ DeviceName = Literal["auto", "cpu", "cuda"]
 ClassSubset = Literal["all", "viper", "synthia_seq"]
 EvalProtocol = Literal["standard", "uvda"]
 EvalMode = Literal["whole", "slide"]
+# what selects `best.pt`: a protocol's mIoU (needs labels), or a label-free score of the
+# predictions on data.val (vidda.engine.selection); auto: standard with labels, else label_free
+BestBy = Literal["auto", "standard", "uvda", "temporal", "confidence", "confident", "entropy",
+                 "im", "label_free"]  # fmt: skip
+LABEL_FREE_BEST_BY = ("temporal", "confidence", "confident", "entropy", "im", "label_free")
 
 # DAFormer's feature-distance classes (Cityscapes train ids: traffic light, traffic sign, person,
 # rider, car, truck, bus, train, motorcycle, bicycle); the VIPER configs drop rider (12).
@@ -239,7 +244,7 @@ class EvalConfig:
     mode: EvalMode = "whole"
     crop_size: list[int] = field(default_factory=list)  # sliding-window size [H, W]
     stride: list[int] = field(default_factory=list)
-    best_by: str = "standard"  # the protocol whose mIoU selects the `best` checkpoint
+    best_by: BestBy = "auto"  # what selects `best.pt`; auto: standard, or label_free without labels
     # temporal consistency: agreement of the prediction of frame t with the flow-warped prediction
     # of frame t-k (needs data.val frames t-k and t and the flow of frame t)
     temporal: bool = False

@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import get_args
 
-from vidda.config.derived import target_previous_offset
+from vidda.config.derived import (
+    available_scores,
+    best_by,
+    dataset_given,
+    has_labels,
+    target_previous_offset,
+)
 from vidda.config.load import ConfigError, check_choices
 from vidda.config.schema import Config, DatasetConfig, MixMode, RefineFill, strategy_problem
 
@@ -47,14 +53,14 @@ def data_needs(cfg: Config) -> list[Need]:
     m, k = cfg.method, cfg.method.frame_distance
     accel = cfg.model.segmentor == "accel"
     needs: list[Need] = []
-    if cfg.eval.temporal and cfg.data.val.root:  # prediction of frame t-k, flow t -> t-k
+    if cfg.eval.temporal and dataset_given(cfg.data.val):  # prediction of frame t-k, flow t -> t-k
         needs.append(_pair("eval.temporal", "data.val", 0, k))
         if accel and not cfg.compat.accel_single_frame_eval:
             needs.append(_pair("eval.temporal with ACCEL's fused evaluation", "data.val", -k, k))
     if accel:
         why = "model.segmentor=accel"
         needs += [_pair(why, "data.source", 0, k), _pair(why, "data.target", 0, k)]
-        if cfg.data.val.root and not cfg.compat.accel_single_frame_eval:
+        if dataset_given(cfg.data.val) and not cfg.compat.accel_single_frame_eval:
             needs.append(_pair(f"{why} (fused evaluation)", "data.val", 0, k))
         if m.refine.enabled:
             needs.append(_pair(f"method.refine.enabled with {why}", "data.target", -k, k))
@@ -146,6 +152,11 @@ def validate(cfg: Config) -> None:
     field's ``Literal``, or a combination of settings that cannot work together. Reads no data.
     """
     check_choices(cfg)
+    _check_labels(cfg)
+    for key in ("source", "target", "val"):
+        ds = getattr(cfg.data, key)
+        if ds.type == "video":
+            _check_video(ds, f"data.{key}")
     _check_method(cfg)
     _check_eval(cfg)
     _check_train(cfg)
@@ -168,8 +179,43 @@ def _check_method(cfg: Config) -> None:
     _check_discriminator(cfg)
     for need in data_needs(cfg):
         _check_need(cfg, need)
-    if cfg.data.val.root:
+    if dataset_given(cfg.data.val):
         check_eval_data(cfg)
+
+
+VIDEO_SPLITS = ("train", "val", "all")
+
+
+def _check_labels(cfg: Config) -> None:
+    """Refuse what needs ground truth from a dataset without it (the user's videos)."""
+    m, data = cfg.method, cfg.data
+    if m.name == "target_only" and not has_labels(data.target):
+        raise ConfigError("method.name: target_only trains on data.target's labels, but "
+                          "data.target is type video (no labels); use source_only or dacs")
+    if m.name != "target_only" and not has_labels(data.source):
+        raise ConfigError("data.source: type video has no labels, but the source domain trains "
+                          "on labels; give a labelled dataset (the video is a target)")
+    oracle = m.refine.enabled and "oracle" in m.refine.strategies
+    if oracle and m.name == "dacs" and not has_labels(data.target):
+        raise ConfigError("method.refine.strategies: 'oracle' reads the target's ground truth, "
+                          "but data.target is type video (no labels); drop 'oracle'")
+
+
+def _check_video(ds: DatasetConfig, key: str) -> None:
+    if ds.split not in VIDEO_SPLITS:
+        raise ConfigError(f"{key}.split: {ds.split!r} is not a split of a video dataset; "
+                          f"expected one of {list(VIDEO_SPLITS)} (train/val: before/in the "
+                          f"held-out stretch, {key}.holdout)")  # fmt: skip
+    if not 0.0 <= ds.holdout < 1.0:
+        raise ConfigError(f"{key}.holdout must be in [0, 1), got {ds.holdout}")
+    if ds.split == "val" and ds.holdout == 0.0:
+        raise ConfigError(f"{key}.split: val is the held-out end of each video, but "
+                          f"{key}.holdout is 0; set it (e.g. 0.1) or use split: all")
+    if ds.frame_rate <= 0:
+        raise ConfigError(f"{key}.frame_rate must be > 0 frames per second, got {ds.frame_rate}")
+    if ds.clip_stride < 0 or ds.frame_step < 0:
+        raise ConfigError(f"{key}.clip_stride and frame_step must be >= 0 (0: derived), got "
+                          f"{ds.clip_stride} and {ds.frame_step}")  # fmt: skip
 
 
 def _check_eval(cfg: Config) -> None:
@@ -190,10 +236,14 @@ def _check_train(cfg: Config) -> None:
 def check_eval_data(cfg: Config) -> None:
     """Raise ``ConfigError`` if ``data.val`` lacks frames or flows the evaluation reads, or if
     ``eval.best_by`` names a score the evaluation does not produce."""
-    scores = [*cfg.eval.protocols, *(["temporal"] if cfg.eval.temporal else [])]
-    if cfg.eval.best_by not in scores:
-        raise ConfigError(f"eval.best_by: {cfg.eval.best_by!r} is not one of the evaluation's "
-                          f"scores {scores} (eval.protocols, 'temporal' with eval.temporal)")
+    scores = available_scores(cfg)
+    key = best_by(cfg)
+    if key not in scores:
+        why = ("data.val (type video) has no labels, so no protocol's mIoU"
+               if not has_labels(cfg.data.val) and key in cfg.eval.protocols
+               else "eval.protocols with labels, 'temporal' and 'label_free' with eval.temporal")
+        raise ConfigError(f"eval.best_by: {key!r} is not one of the evaluation's scores "
+                          f"{scores} ({why})")  # fmt: skip
     for need in data_needs(cfg):
         if need.key == "data.val":
             _check_need(cfg, need)

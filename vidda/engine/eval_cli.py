@@ -10,6 +10,7 @@ import cv2
 import torch
 
 from vidda.classes import TRAIN_ID_TO_ID, colorize
+from vidda.config.derived import has_labels
 from vidda.config.schema import Config
 from vidda.config.validate import validate
 from vidda.data.build import build_dataset
@@ -49,7 +50,9 @@ def run_eval(
     validate(cfg)
     with distributed_run(cfg.train.device) as info:  # left again once the metrics are reduced
         model = load_student(cfg, checkpoint, info.device)
-        val = build_dataset(cfg.data.val, train=False, compat=cfg.compat, key="data.val")
+        val = build_dataset(cfg.data.val, train=False, compat=cfg.compat, key="data.val",
+                            cache_dir=(out_dir or checkpoint.parent) / "video_cache",
+                            progress=progress)  # fmt: skip
         saver = None
         if out_dir is not None and save:
             saver = _Saver(out_dir, save)
@@ -57,9 +60,17 @@ def run_eval(
                                         cfg.method.frame_distance)  # fmt: skip
         result = evaluate(predictor, val, cfg.eval, info, num_workers=workers, progress=progress,
                           on_prediction=saver, offsets=cfg.data.val.offsets,
-                          frame_distance=cfg.method.frame_distance)  # fmt: skip
+                          frame_distance=cfg.method.frame_distance,
+                          labelled=has_labels(cfg.data.val),
+                          threshold=cfg.method.pseudo_threshold,
+                          num_classes=cfg.model.num_classes)  # fmt: skip
     if info.is_main:
         for protocol, r in result.items():
+            if protocol == "label_free":
+                print(f"== label-free: confidence {_pct(r['confidence'])}, confident "
+                      f"(>= {cfg.method.pseudo_threshold}) {_pct(r['confident'])}, entropy "
+                      f"{_pct(r['entropy'])}, information maximisation {_pct(r['im'])} ==")
+                continue
             if protocol == "temporal":
                 print(f"== temporal consistency (frame t vs warped frame "
                       f"t-{cfg.method.frame_distance}): mIoU {_pct(r['miou'])}, pixel accuracy "

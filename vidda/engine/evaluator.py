@@ -1,5 +1,6 @@
 """Evaluation on a benchmark's validation split: both mIoU protocols from one confusion matrix,
-and (``eval.temporal``) the temporal consistency of the predictions."""
+the label-free scores of the predictions (:mod:`vidda.label_free`) and (``eval.temporal``) their
+temporal consistency. Unlabelled clips (the user's videos) get the label-free scores only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from vidda.config.schema import EvalConfig
 from vidda.engine.distributed import DistInfo
+from vidda.label_free import LabelFreeScores
 from vidda.metrics import ConfusionMatrix, to_json
 from vidda.models.segmentors.inputs import Pair
 from vidda.temporal import TemporalConsistency
@@ -64,11 +66,17 @@ def evaluate(
     on_prediction: Callable[[dict[str, Any], torch.Tensor], None] | None = None,
     offsets: Sequence[int] | None = None,
     frame_distance: int = 1,
+    labelled: bool = True,
+    threshold: float = 0.968,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Score ``predict`` on every sample of ``dataset`` (sharded over ranks, counts reduced).
 
     Returns ``{"standard": result, "uvda": result, ...}`` for ``cfg.protocols`` (see
-    ``ConfusionMatrix.compute``; JSON-able), each over the class subset ``cfg.classes``. With
+    ``ConfusionMatrix.compute``; JSON-able), each over the class subset ``cfg.classes`` — only
+    when ``labelled`` (False: clips without ground truth, no mIoU) — and ``"label_free"``: the
+    key-frame predictions' confidence, share at ``threshold``, entropy and information
+    maximisation (:class:`~vidda.label_free.LabelFreeScores`, percent). With
     ``cfg.temporal`` also ``"temporal"``: the agreement (``miou``, ``pixel_acc`` in %, see
     :class:`~vidda.temporal.TemporalConsistency`) of each key-frame prediction with the
     prediction of frame t − ``frame_distance`` warped onto it by the clip's flow; ``offsets``
@@ -78,22 +86,33 @@ def evaluate(
     info = info or DistInfo()
     shard = Subset(dataset, list(range(info.rank, len(dataset), info.world_size)))
     loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
-    cm = ConfusionMatrix(device=info.device)
+    cm = ConfusionMatrix(device=info.device) if labelled else None
+    # built up front when C is known, so that a rank with an empty shard still joins the reduce
+    free = LabelFreeScores(num_classes, threshold) if num_classes else None
     temporal = TemporalConsistency(device=info.device) if cfg.temporal else None
     view = ClipView(offsets or [0], "data.val")
     bar = tqdm(loader, desc="eval", unit="img", disable=not (progress and info.is_main))
     for batch in bar:
         batch = {k: v.to(info.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        pred = predict(batch).argmax(dim=1)
-        cm.update(pred, batch["label"])
+        logits = predict(batch)
+        pred = logits.argmax(dim=1)
+        if cm is not None:
+            cm.update(pred, batch["label"])
+        free = free or LabelFreeScores(logits.shape[1], threshold)
+        free.update(logits)
         if temporal is not None:
             prev = predict(batch, -frame_distance).argmax(dim=1)
             flow, valid = view.flow(batch, 0, frame_distance)
             temporal.update(pred, prev, flow, valid)
         if on_prediction is not None:
             on_prediction(batch, pred)
-    cm.all_reduce()
-    result = {p: to_json(cm.compute(cfg.classes, protocol=p)) for p in cfg.protocols}
+    result: dict[str, Any] = {}
+    if cm is not None:
+        cm.all_reduce()
+        result = {p: to_json(cm.compute(cfg.classes, protocol=p)) for p in cfg.protocols}
+    if free is not None:
+        free.all_reduce()
+        result["label_free"] = to_json(free.compute())
     if temporal is not None:
         temporal.all_reduce()
         result["temporal"] = to_json(temporal.compute(cfg.classes))

@@ -60,7 +60,11 @@ def train(
         result = Trainer(cfg, opts, info).run()
     best = result["best"]
     evals = result["eval"]
-    parts = [f"{p} mIoU {r['miou']:.2f}" for p, r in evals.items()] if evals else ["no eval"]
+    parts = [f"{p} mIoU {r['miou']:.2f}" for p, r in evals.items() if "miou" in r]
+    free = evals.get("label_free") if evals else None
+    if free and free.get("confidence") is not None:
+        parts.append(f"confidence {free['confidence']:.1f} %")
+    parts = parts or ["no eval"]
     result["summary"] = (f"trained to iteration {result['step']} in {run_dir}: "
                          + ", ".join(parts) + (f" (best {best})" if best else ""))  # fmt: skip
     return result

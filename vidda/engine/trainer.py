@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from vidda.amp import AMP_DTYPES
 from vidda.classes import colorize
+from vidda.config.derived import best_by, dataset_given, has_labels
 from vidda.config.load import save_config
 from vidda.config.plain import plain_config as _plain_config
 from vidda.config.schema import Config
@@ -35,6 +36,7 @@ from vidda.engine.distributed import DistInfo, all_reduce_mean, barrier, init_di
 from vidda.engine.evaluator import evaluate, segmentor_predictor
 from vidda.engine.logger import RunLogger
 from vidda.engine.optim import add_module_group, build_optimizer
+from vidda.engine.selection import selection_scores
 from vidda.models.build import build_segmentor
 from vidda.schedule import lr_factor, set_lr
 from vidda.uda.method import Method, StepContext
@@ -107,19 +109,16 @@ class Trainer:
         workers = cfg.data.num_workers if self.opts.num_workers is None else self.opts.num_workers
         need_source = cfg.method.name != "target_only"
         need_target = self.method.uses_target
-        source = (
-            build_dataset(cfg.data.source, True, cfg.compat, key="data.source")
-            if (need_source)
-            else None
-        )
-        target = (
-            build_dataset(cfg.data.target, True, cfg.compat, key="data.target")
-            if (need_target)
-            else None
-        )
+        # the user's videos are decoded into a frame and flow cache next to the run
+        video = {"cache_dir": self.run_dir / "video_cache",
+                 "progress": self.opts.progress and self.info.is_main}  # fmt: skip
+        source = (build_dataset(cfg.data.source, True, cfg.compat, key="data.source", **video)
+                  if need_source else None)  # fmt: skip
+        target = (build_dataset(cfg.data.target, True, cfg.compat, key="data.target", **video)
+                  if need_target else None)  # fmt: skip
         val = None
-        if cfg.data.val.root:
-            val = build_dataset(cfg.data.val, False, cfg.compat, key="data.val")
+        if dataset_given(cfg.data.val):
+            val = build_dataset(cfg.data.val, False, cfg.compat, key="data.val", **video)
         rcs = RareClassSampler(source, cfg.data.rcs) if source and cfg.data.rcs.enabled else None
         stream = TrainStream(source or target, target if source else None, cfg.seed, rcs)
         if source is None:  # target-only: the labelled target clips arrive as "source"
@@ -282,19 +281,23 @@ class Trainer:
         self.student.eval()
         predictor = segmentor_predictor(self.student, self.cfg.eval, self.cfg.data.val.offsets,
                                         self.cfg.method.frame_distance)  # fmt: skip
-        result = evaluate(predictor, val, self.cfg.eval, self.info,
+        cfg = self.cfg
+        result = evaluate(predictor, val, cfg.eval, self.info,
                           num_workers=min(workers, 2), progress=False,
-                          offsets=self.cfg.data.val.offsets,
-                          frame_distance=self.cfg.method.frame_distance)  # fmt: skip
+                          offsets=cfg.data.val.offsets,
+                          frame_distance=cfg.method.frame_distance,
+                          labelled=has_labels(cfg.data.val),
+                          threshold=cfg.method.pseudo_threshold,
+                          num_classes=cfg.model.num_classes)  # fmt: skip
         self.student.train()
-        scores = {f"miou_{p}": r["miou"] for p, r in result.items()}  # p: protocol or temporal
-        self.logger.scalars(self.step, scores, prefix="val")
+        scores = selection_scores(result)
+        self.logger.scalars(self.step, _score_names(scores), prefix="val")
         if self.info.is_main:
             self.logger.scalars(self.step, {"result": result}, prefix="eval_full")
-        key = f"miou_{self.cfg.eval.best_by}"
-        score = scores.get(key)
-        score = float("nan") if score is None else score  # to_json writes NaN as None
-        if math.isfinite(score) and score > self.best.get(key, -1.0):
+        key = best_by(cfg)
+        score = scores.get(key, float("nan"))
+        best = self.best.get(key)
+        if math.isfinite(score) and (best is None or score > best):
             self.best = {key: score, "step": self.step}
             if self.info.is_main:
                 ckpt.save_checkpoint({"step": self.step, "config": _plain_config(self.cfg),
@@ -314,6 +317,13 @@ class _Renamed(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         return {self.names.get(key, key): v for key, v in self.stream[k].items()}
+
+
+def _score_names(scores: dict[str, float]) -> dict[str, float]:
+    """Log names: ``miou_<protocol>`` / ``miou_temporal`` for mIoUs (as ever), the label-free
+    scores by their own names."""
+    miou = ("standard", "uvda", "temporal")
+    return {(f"miou_{k}" if k in miou else k): v for k, v in scores.items()}
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

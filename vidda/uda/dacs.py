@@ -53,12 +53,15 @@ class TargetClips:
         frame_distance: k.
         target_prev: canonical offset of the target's "frame t−k" for the teacher (``-k``; the
             original's BDDVid alias ``-2k``).
+        target_labelled: whether target clips carry ground truth (read for logging the
+            pseudo-labels' accuracy and by the ``oracle`` strategy); False for the user's videos.
     """
 
     source: ClipView
     target: ClipView
     frame_distance: int = 1
     target_prev: int = -1
+    target_labelled: bool = True
 
 
 class DACS(Method):
@@ -142,19 +145,21 @@ class DACS(Method):
         ctx.backward(loss)
 
         # (3) pseudo-label of target frame t; its accuracy against the target ground truth
-        # (NaN for a crop without labelled pixels; ground truth is read only for logging and
-        # by the oracle strategy)
+        # where there is one (NaN for a crop without labelled pixels; ground truth is read only
+        # for logging and by the oracle strategy)
         with_probs = self.refiner is not None and self.refiner.needs_probs
         cur = self._pseudo_label(t_in, tgt, with_probs)
-        gt = tgt["label"]
+        gt = tgt["label"] if views.target_labelled else None
         logs["pl_weight"] = cur.weight.mean().detach()
-        logs["pl_acc_raw"] = pl_accuracy(cur.label, gt)[0]
+        if gt is not None:
+            logs["pl_acc_raw"] = pl_accuracy(cur.label, gt)[0]
 
         # (4) refined pseudo-label, (5) ordinary target loss
         w_warp, w_mix = self.schedule.target_loss_weights(ctx.step)
         if self.refiner is not None and w_warp > 0:
             label, weight = self._refined(cur, tgt, t_in, gt, with_probs, y_s.shape[-2])
-            logs["pl_acc_refined"], logs["pl_coverage_refined"] = pl_accuracy(label, gt)
+            if gt is not None:
+                logs["pl_acc_refined"], logs["pl_coverage_refined"] = pl_accuracy(label, gt)
             logs.update(self._target_loss("warp", label, weight, w_warp, s_in, t_in, y_s,
                                           ctx, panels))  # fmt: skip
             if ctx.visuals:
@@ -211,7 +216,7 @@ class DACS(Method):
                                     clip["pl_valid"], with_probs)  # fmt: skip
 
     def _refined(
-        self, cur: PL, tgt: dict[str, Any], t_in: Pair, gt: Tensor, with_probs: bool,
+        self, cur: PL, tgt: dict[str, Any], t_in: Pair, gt: Tensor | None, with_probs: bool,
         source_height: int,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """Frame t−k's pseudo-label warped onto frame t and refined: label, weight ``[B, H, W]``."""

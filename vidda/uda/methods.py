@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from vidda.config.derived import target_previous_offset
+from vidda.config.derived import has_labels, target_previous_offset
 from vidda.config.registry import lookup
 from vidda.config.schema import Config
 from vidda.config.validate import validate
@@ -43,6 +43,7 @@ def build_dacs(cfg: Config, student: nn.Module, student_forward: nn.Module | Non
         ClipView(cfg.data.target.offsets, "data.target"),
         m.frame_distance,
         target_previous_offset(cfg, bool(student.two_frame)),
+        has_labels(cfg.data.target),
     )
     refiner, schedule = None, None
     if m.refine.enabled:  # trained mixed like the other target losses (`mix`)
