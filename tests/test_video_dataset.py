@@ -7,7 +7,6 @@ against anything the code under test computed.
 
 from __future__ import annotations
 
-import math
 import pickle
 import struct
 from pathlib import Path
@@ -24,7 +23,7 @@ from vidda.data.datasets import video as video_mod
 from vidda.data.layout import DatasetError
 from vidda.data.sampling import TrainStream, train_loader
 from vidda.errors import UserError
-from vidda.infer.sources import VideoFile
+from vidda.infer.sources import VideoFile, open_source
 
 W, H = 64, 48
 KEY = "data.target"
@@ -93,6 +92,12 @@ def key_of(name: str) -> int:
     return int(name.rsplit("_", 1)[1])
 
 
+def stamp(path: Path) -> tuple[int, int]:
+    """Inode and mtime: an atomic rewrite (a new file renamed over the old) changes both."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
+
+
 @pytest.fixture
 def counters(monkeypatch):
     """Counts video decoding passes and collects the ComputeReport of every flow run."""
@@ -118,16 +123,17 @@ def counters(monkeypatch):
 
 @pytest.mark.parametrize("codec,ext", [("mp4v", ".mp4"), ("MJPG", ".avi")])
 @pytest.mark.parametrize(
-    "frame_step,clip_stride,fps,step",
-    [(1, 0, 30, 1), (3, 2, 30, 3), (0, 0, 30, 3), (0, 5, 17, 1)],  # 0: round(fps / frame_rate)
+    "frame_step,clip_stride,fps,frame_rate,step",
+    # frame_step 0: round(fps / frame_rate); 30 / 17 = 1.76 rounds to 2
+    [(1, 0, 30, 17, 1), (3, 2, 30, 17, 3), (0, 0, 30, 10, 3), (0, 5, 17, 17, 1), (0, 0, 30, 17, 2)],
 )
 def test_clip_frames_are_the_exact_video_frames(
-    tmp_path, codec, ext, frame_step, clip_stride, fps, step
+    tmp_path, codec, ext, frame_step, clip_stride, fps, frame_rate, step
 ):
     n = 25
     video = write_video(tmp_path / f"drive{ext}", n, codec, fps)
     cfg = config([video], tmp_path / "cache", frame_step=frame_step, clip_stride=clip_stride,
-                 frame_rate=10.0 if fps == 30 else 17.0, split="all")  # fmt: skip
+                 frame_rate=frame_rate, split="all")  # fmt: skip
     ds = build(cfg)
     stride = clip_stride or step
     keys = list(range(2 * step, n, stride))  # offsets [-2, -1, 0]: the first key reads frame 0
@@ -141,9 +147,10 @@ def test_clip_frames_are_the_exact_video_frames(
 
 
 def test_only_the_frames_of_clips_are_cached(tmp_path):
-    video = write_video(tmp_path / "v.mp4", 20)
+    # decoding writes frames before the count is known; key 24 would read 21, which is removed
+    video = write_video(tmp_path / "v.mp4", 23)
     ds = build(config([video], tmp_path / "cache", frame_step=3, clip_stride=6, split="all"))
-    keys = range(6, 20, 6)  # 6, 12, 18
+    keys = (6, 12, 18)
     wanted = {k + o * 3 for k in keys for o in (-2, -1, 0)}
     cached = {int(p.stem) for p in (ds.videos[0].folder / "frames").glob("*.png")}
     assert cached == wanted
@@ -156,9 +163,8 @@ def test_only_the_frames_of_clips_are_cached(tmp_path):
 # --------------------------------------------------------------------------- splits
 
 
-@pytest.mark.parametrize("holdout", [0.25, 0.1])
-def test_holdout_splits_are_disjoint_and_cover_all(tmp_path, holdout):
-    n = 30
+@pytest.mark.parametrize("n,holdout,held", [(30, 0.25, 8), (25, 0.28, 7)])  # 0.28 · 25 = 7
+def test_holdout_splits_are_disjoint_and_cover_all(tmp_path, n, holdout, held):
     video = write_video(tmp_path / "v.mp4", n)
     cache = tmp_path / "cache"
     keys = {}
@@ -167,7 +173,7 @@ def test_holdout_splits_are_disjoint_and_cover_all(tmp_path, holdout):
                           split=split))  # fmt: skip
         keys[split] = [idx[-1] for idx in clip_indices(ds)]
         assert keys[split] == [key_of(e.name) for e in ds.entries]
-    start = n - math.ceil(holdout * n - 1e-9)  # 8 (0.25 · 30 = 7.5) or 3 frames
+    start = n - held
     assert ds.videos[0].holdout_frames == range(start, n)
     assert keys["val"] and all(k >= start for k in keys["val"])
     assert keys["train"] and all(k < start for k in keys["train"])
@@ -238,14 +244,14 @@ def test_second_build_reuses_frames_and_flows(tmp_path, counters):
     assert counters["decodes"] == 1 and counters["reports"][-1].computed > 0
     folder = ds.videos[0].folder
     files = sorted(folder.rglob("*.png"))
-    mtimes = [p.stat().st_mtime_ns for p in files]
+    stamps = [stamp(p) for p in files]
     for cfg in (train, val):
         again = build(cfg)
         report = counters["reports"][-1]
         assert (report.computed, report.rewritten) == (0, 0) and report.skipped > 0
     assert counters["decodes"] == 1
     assert sorted(folder.rglob("*.png")) == files
-    assert [p.stat().st_mtime_ns for p in files] == mtimes
+    assert [stamp(p) for p in files] == stamps
     assert clip_indices(again) == clip_indices(build(val))
 
 
@@ -268,7 +274,9 @@ def test_killed_decode_resumes(tmp_path, counters):
     folder = ds.videos[0].folder
     (folder / "meta.json").unlink()  # as if killed after the frames, before the meta
     video_cache.frame_file(folder, 5).unlink()
+    kept = {p: stamp(p) for p in (folder / "frames").glob("*.png")}
     assert clip_indices(build(cfg)) == clip_indices(ds)
+    assert {p: stamp(p) for p in kept} == kept  # whole frames are not written again
     assert counters["decodes"] == 2 and video_cache.read_meta(folder).n_frames == 12
 
 
@@ -392,3 +400,17 @@ def test_train_transform_dataloader_and_pickling(tmp_path):
     assert [[read_index(f) for f in clip] for clip in frames] == [
         [k - 2, k - 1, k] for k in range(2, 6)
     ]
+
+
+def test_digest_covers_frame_names_and_bytes(tmp_path):
+    frames = [index_frame(i) for i in range(3)]
+    a = video_cache.source_digest(
+        open_source(write_folder(tmp_path / "a", frames, ["0.png", "1.png", "2.png"]))
+    )
+    b = video_cache.source_digest(
+        open_source(write_folder(tmp_path / "b", frames, ["x0.png", "x1.png", "x2.png"]))
+    )
+    c = video_cache.source_digest(
+        open_source(write_folder(tmp_path / "c", frames, ["0.png", "1.png", "2.png"]))
+    )
+    assert a == c != b  # the folder's own name does not count, its files' names do
