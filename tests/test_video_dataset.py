@@ -160,6 +160,18 @@ def test_only_the_frames_of_clips_are_cached(tmp_path):
         ds.frame_path(0, 1)
 
 
+def test_flow_at_the_earliest_offset_reads_one_step_further_back(tmp_path):
+    video = write_video(tmp_path / "v.mp4", 12)
+    cfg = config([video], tmp_path / "cache", offsets=[-1, 0], flow_offsets=[-1, 0],
+                 frame_step=2, clip_stride=3, split="all")  # fmt: skip
+    ds = build(cfg)
+    keys = [4, 7, 10]  # offset -1's flow points into frame k - 4
+    assert clip_indices(ds) == [[k - 2, k] for k in keys]
+    cached = {int(p.stem) for p in (ds.videos[0].folder / "frames").glob("*.png")}
+    assert cached == {k - d for k in keys for d in (4, 2, 0)}
+    assert all(ds[i]["flow_valid"].all(dim=(1, 2)).tolist() == [True, True] for i in range(3))
+
+
 # --------------------------------------------------------------------------- splits
 
 
@@ -255,10 +267,11 @@ def test_second_build_reuses_frames_and_flows(tmp_path, counters):
     assert clip_indices(again) == clip_indices(build(val))
 
 
-def test_changed_video_gets_a_new_folder(tmp_path, counters):
+def test_changed_video_gets_a_new_folder(tmp_path, counters, capsys):
     video = write_video(tmp_path / "v.mp4", 12)
     cfg = config([video], tmp_path / "cache", frame_step=1, split="all")
-    old = build(cfg)
+    old = build_dataset(cfg, train=False, key=KEY, progress=True)
+    assert "decode v" in capsys.readouterr().err
     write_video(video, 12, first=100)  # same path, different content
     new = build(cfg)
     assert counters["decodes"] == 2
@@ -317,6 +330,8 @@ def test_bad_videos_are_one_line_errors_naming_the_file(tmp_path):
     message = assert_user_error(config([short], cache, frame_step=3), f"{KEY}.videos[0]",
                                 str(short), "4 frames", "needs 7", f"{KEY}.frame_step")  # fmt: skip
     assert f"{KEY}.offsets" in message
+    cfg = config([write_video(tmp_path / "seven.mp4", 7)], cache, frame_step=3, flow_offsets=[-2])
+    assert_user_error(cfg, "7 frames", "needs 10", f"{KEY}.flow_offsets")
     missing = tmp_path / "nowhere.mp4"
     good = write_video(tmp_path / "good.mp4", 12)
     assert_user_error(config([good, missing], cache), f"{KEY}.videos[1]", str(missing))

@@ -334,7 +334,8 @@ def _cache_video(
     if meta.n_frames < grid.span:
         raise InputError(
             f"{spec} has {meta.n_frames} frames but one clip needs {grid.span} (offsets "
-            f"{list(reads)} at frame step {step}); use a longer video or lower {key}.offsets, "
+            f"{list(cfg.offsets)} with flow_offsets {list(cfg.flow_offsets)} at frame step "
+            f"{step}); use a longer video or change {key}.offsets, {key}.flow_offsets, "
             f"{key}.frame_step or {key}.frame_rate"
         )
     n_hold = _holdout_count(cfg.holdout, meta.n_frames)
