@@ -140,6 +140,7 @@ def test_clip_frames_are_the_exact_video_frames(
     assert [e.name for e in ds.entries] == [f"drive/drive_{k:06d}" for k in keys]
     assert clip_indices(ds) == [[k - 2 * step, k - step, k] for k in keys]
     assert ds.layout.frame_step == step and ds.layout.dataset == "video"
+    assert (ds.layout.split, ds.layout.root) == ("all", tmp_path / "cache")
     info = ds.videos[0]
     assert (info.n_frames, info.frame_step, info.size, info.fps) == (n, step, (W, H), fps)
     assert all(e.label is None for e in ds.entries)
@@ -217,6 +218,16 @@ def test_videos_sharing_a_stem_get_unique_names(tmp_path):
     ]  # fmt: skip
     assert [v.name for v in ds.videos] == ["clip", "clip-2"]
     assert read_index(cv2.imread(str(ds.frame_path(1, 6)))[..., ::-1]) == 56
+
+
+def test_videos_with_different_rates_get_their_own_step(tmp_path):
+    fast = write_video(tmp_path / "fast.mp4", 12, fps=34)  # 34 / 17: step 2
+    slow = write_video(tmp_path / "slow.avi", 12, "MJPG", fps=17, first=100)  # step 1
+    ds = build(config([fast, slow], tmp_path / "cache", clip_stride=4, split="all"))
+    assert [v.frame_step for v in ds.videos] == [2, 1] and ds.layout.frame_step == 2
+    assert clip_indices(ds) == [[k - 4, k - 2, k] for k in (4, 8)] + [
+        [100 + k - 2, 100 + k - 1, 100 + k] for k in (2, 6, 10)
+    ]
 
 
 # --------------------------------------------------------------------------- flows

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,7 +310,7 @@ def _cache_video(
     progress: bool,
 ) -> tuple[VideoInfo, ClipGrid]:
     """Open, digest and (unless cached) decode one video; its info and clip grid."""
-    source = open_source(Path(spec).expanduser() if not any(c in spec for c in "*?[") else spec)
+    source = open_source(os.path.expanduser(spec))  # a string: a glob stays a glob
     step = _frame_step(cfg, source, key)
     grid = ClipGrid(step, cfg.clip_stride or step, reads)
     digest = source_digest(source)
