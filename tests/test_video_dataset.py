@@ -328,7 +328,7 @@ def assert_user_error(cfg: DatasetConfig, *parts: str) -> str:
     return message
 
 
-def test_bad_videos_are_one_line_errors_naming_the_file(tmp_path):
+def test_bad_videos_are_one_line_errors_naming_the_file(tmp_path, counters):
     cache = tmp_path / "cache"
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 50)
@@ -345,7 +345,9 @@ def test_bad_videos_are_one_line_errors_naming_the_file(tmp_path):
     assert_user_error(cfg, "7 frames", "needs 10", f"{KEY}.flow_offsets")
     missing = tmp_path / "nowhere.mp4"
     good = write_video(tmp_path / "good.mp4", 12)
+    decodes = counters["decodes"]
     assert_user_error(config([good, missing], cache), f"{KEY}.videos[1]", str(missing))
+    assert counters["decodes"] == decodes  # every video is opened before any is decoded
 
 
 def test_mixed_frame_sizes_name_the_odd_file(tmp_path):

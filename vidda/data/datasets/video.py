@@ -168,10 +168,12 @@ def video_dataset(
     videos: list[VideoInfo] = []
     entries: list[ClipEntry] = []
     jobs: list[FlowJob] = []
-    for i, spec_path in enumerate(cfg.videos):
+    sources = [_open(cfg, spec_path, key, i) for i, spec_path in enumerate(cfg.videos)]
+    for i, (spec_path, (source, step)) in enumerate(zip(cfg.videos, sources, strict=True)):
         where = f"{key}.videos[{i}]"
+        grid = ClipGrid(step, cfg.clip_stride or step, reads)
         try:
-            video, grid = _cache_video(cfg, spec_path, names[i], reads, root, key, where, progress)
+            video = _cache_video(cfg, spec_path, source, grid, names[i], root, key, where, progress)
         except InputError as err:
             raise DatasetError(f"{where}: {err}") from err
         keys = _split_keys(cfg, video, grid, key, where)
@@ -299,20 +301,28 @@ def _frame_step(cfg: DatasetConfig, source: FrameSource, key: str) -> int:
 # --------------------------------------------------------------------------- decoding
 
 
+def _open(cfg: DatasetConfig, spec: str, key: str, i: int) -> tuple[FrameSource, int]:
+    """Video ``i``'s frame source and frame step; every video is opened before any decodes."""
+    try:
+        source = open_source(os.path.expanduser(spec))  # a string: a glob stays a glob
+        return source, _frame_step(cfg, source, key)
+    except InputError as err:
+        raise DatasetError(f"{key}.videos[{i}]: {err}") from err
+
+
 def _cache_video(
     cfg: DatasetConfig,
     spec: str,
+    source: FrameSource,
+    grid: ClipGrid,
     name: str,
-    reads: tuple[int, ...],
     root: Path,
     key: str,
     where: str,
     progress: bool,
-) -> tuple[VideoInfo, ClipGrid]:
-    """Open, digest and (unless cached) decode one video; its info and clip grid."""
-    source = open_source(os.path.expanduser(spec))  # a string: a glob stays a glob
-    step = _frame_step(cfg, source, key)
-    grid = ClipGrid(step, cfg.clip_stride or step, reads)
+) -> VideoInfo:
+    """Digest and (unless it is cached) decode one video; what it holds."""
+    step = grid.step
     digest = source_digest(source)
     folder = root / digest
     meta = read_meta(folder)
@@ -351,7 +361,7 @@ def _cache_video(
         folder=folder,
         digest=digest,
     )
-    return video, grid
+    return video
 
 
 def _holdout_count(holdout: float, n_frames: int) -> int:
