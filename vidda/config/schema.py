@@ -126,6 +126,9 @@ class ModelConfig:
     head: str = "daformer"
     num_classes: int = 19
     pretrained: str | None = None  # path to an ImageNet backbone file the user supplies
+    # a vidda checkpoint whose student weights start the run at iteration 0 (e.g. adapting a
+    # source-only model); a single-frame model's weights also start ACCEL's shared network
+    init_checkpoint: str = ""
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
     segmentor_kwargs: dict[str, Any] = field(default_factory=dict)

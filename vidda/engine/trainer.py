@@ -34,6 +34,7 @@ from vidda.data.sampling import RareClassSampler, TrainStream, train_loader
 from vidda.engine import checkpoint as ckpt
 from vidda.engine.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, wrap
 from vidda.engine.evaluator import evaluate, segmentor_predictor
+from vidda.engine.init_weights import init_from_checkpoint
 from vidda.engine.logger import RunLogger
 from vidda.engine.optim import add_module_group, build_optimizer
 from vidda.engine.selection import selection_scores
@@ -91,6 +92,8 @@ class Trainer:
             self.student = self.student.to(memory_format=torch.channels_last)
         forward = wrap(self.student, self.info)  # its forward is forward_train
         self.method: Method = build_method(cfg, self.student, forward).to(self.device)
+        if cfg.model.init_checkpoint:  # after the method: FD's copy keeps the ImageNet weights
+            init_from_checkpoint(self.student, cfg.model.init_checkpoint)
         self.optimizer = build_optimizer(self.student, cfg.optim)
         disc = self.method.extra_state().get("discriminator")
         if cfg.compat.disc_in_main_optimizer and disc is not None:
