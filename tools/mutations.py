@@ -20,7 +20,7 @@ MODULES = (
     "metrics", "flow_io", "warp", "transforms", "refine", "mix", "mic", "pseudo_label", "fd",
     "teacher", "hrda", "accel", "discriminator", "adversary", "dacs_step", "schedule",
     "optim_groups", "checkpoint", "label_convert", "sampling", "augment", "clip_view", "losses",
-    "config",
+    "config", "label_free",
 )  # fmt: skip
 
 # --------------------------------------------------------------------------- target groups
@@ -1091,3 +1091,47 @@ F = "vidda/engine/distributed.py"
 _add("distributed_destroys_callers_group", "checkpoint", F,
      "        if owned:\n            cleanup(info)", "        cleanup(info)",
      "distributed_run destroys a process group its caller had joined", ["tests/test_ddp.py"])
+
+
+LF = ["tests/test_label_free.py"]
+F = "vidda/label_free.py"
+_add("label_free_threshold_strict", "label_free", F,
+     "((top >= self.threshold) * w).sum()", "((top > self.threshold) * w).sum()",
+     "a pixel exactly at the threshold is not counted as confident", LF)
+_add("label_free_entropy_sign", "label_free", F,
+     "ent = -(p * logp).sum(dim=1)", "ent = (p * logp).sum(dim=1)",
+     "entropy with the wrong sign", LF)
+_add("label_free_mask_ignored", "label_free", F,
+     "w = torch.ones_like(top) if valid is None else valid.to(top.dtype)",
+     "w = torch.ones_like(top)",
+     "the valid mask is ignored", LF)
+_add("label_free_im_no_marginal", "label_free", F,
+     '"im": 100.0 * (marginal - ent / n) / log_c,', '"im": 100.0 * (1.0 - ent / n / log_c),',
+     "information maximisation without the class-marginal term", LF)
+
+F = "vidda/engine/selection.py"
+_add("selection_entropy_not_negated", "label_free", F,
+     'scores["entropy"] = -_number(free["entropy"])',
+     'scores["entropy"] = _number(free["entropy"])',
+     "selecting by entropy picks the least certain checkpoint", LF)
+
+F = "vidda/config/derived.py"
+_add("best_by_auto_ignores_labels", "label_free", F,
+     "    if not has_labels(cfg.data.val):\n        return LABEL_FREE_DEFAULT\n", "",
+     "best_by auto selects by mIoU on an unlabelled val set", LF)
+
+F = "vidda/config/validate.py"
+_add("validate_oracle_without_labels", "label_free", F,
+     "if oracle and m.name == \"dacs\" and not has_labels(data.target):",
+     "if oracle and m.name == \"dacs\" and False:",
+     "oracle refinement accepted on a video target", LF)
+
+F = "vidda/engine/init_weights.py"
+_add("init_accel_shared_skipped", "label_free", F,
+     'targets.append(("ACCEL\'s shared network", shared))', "pass",
+     "a single-frame checkpoint cannot start ACCEL's shared network",
+     ["tests/test_init_weights.py"])
+_add("init_shapes_unchecked", "label_free", F,
+     'for what, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):',
+     'for what, items in (("missing", missing), ("unexpected", unexpected)):',
+     "shape differences are not reported (nor refused)", ["tests/test_init_weights.py"])

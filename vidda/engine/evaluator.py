@@ -98,7 +98,8 @@ def evaluate(
         pred = logits.argmax(dim=1)
         if cm is not None:
             cm.update(pred, batch["label"])
-        free = free or LabelFreeScores(logits.shape[1], threshold)
+        if free is None:
+            free = LabelFreeScores(logits.shape[1], threshold)
         free.update(logits)
         if temporal is not None:
             prev = predict(batch, -frame_distance).argmax(dim=1)

@@ -39,4 +39,4 @@ def selection_scores(result: dict[str, Any]) -> dict[str, float]:
 
 
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and value is not None else math.nan
+    return float(value) if isinstance(value, int | float) else math.nan
